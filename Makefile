@@ -1,0 +1,76 @@
+# nostr-homed Makefile. `make help` lists the targets with one line each.
+#
+# Every artifact goes to $(BUILD). Install paths follow Debian: PAM modules in the multiarch
+# security directory, the NSS module in the multiarch library directory, units under
+# lib/systemd/system, the bus policy under share/dbus-1/system.d, configuration in
+# /etc/nostr-homed. DESTDIR and PREFIX are honoured.
+
+BUILD   ?= build
+GO      ?= go
+PREFIX  ?= /usr
+DESTDIR ?=
+SYSCONFDIR ?= /etc
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+LIBDIR  := $(PREFIX)/lib/$(MULTIARCH)
+GO_BUILD = CGO_ENABLED=0 $(GO) build -trimpath
+# Go test flags; `make test GOTESTFLAGS=-short` skips the long cases.
+GOTESTFLAGS ?=
+FUZZTIME ?= 10s
+
+.DEFAULT_GOAL := help
+
+GO_BINS := $(BUILD)/nostrfs $(BUILD)/nostr-homectl $(BUILD)/nostr-homed-devstack
+
+include nss/nss.mk
+include pam/pam.mk
+include tools/kubo/kubo.mk
+
+.PHONY: help build test test-go test-c demo bench fuzz install clean FORCE
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_\/.$$()-]+:.*## / {printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: $(GO_BINS) $(NSS_SO) $(PAM_SO) ## build every artifact into $(BUILD)/
+
+# The Go binaries are always handed to `go build`, which knows better than make what changed.
+$(BUILD)/%: FORCE
+	@mkdir -p $(BUILD)
+	$(GO_BUILD) -o $@ ./cmd/$*
+
+test: build $(BUILD)/ipfs test-go test-c ## build, then run every test (as root: mounts, PAM, NSS)
+
+test-go: ## run the Go tests
+	NOSTR_HOMED_DEVSTACK_BIN=$(abspath $(BUILD))/nostr-homed-devstack \
+	NOSTR_HOMED_IPFS_BIN=$(abspath $(BUILD))/ipfs \
+	$(GO) test $(GOTESTFLAGS) -count=1 ./...
+
+test-c: test-nss test-pam ## run the NSS and PAM module tests
+
+demo: $(BUILD)/nostr-homed-devstack ## run the demo on an embedded local relay and Blossom server
+	$(BUILD)/nostr-homed-devstack demo
+
+bench: build ## run the benchmarks (ratios against a baseline measured in the same run)
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (default 10s)
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+install: build ## install into $(DESTDIR)$(PREFIX) (PAM, NSS, binaries, bus policy, units)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/security $(DESTDIR)$(SYSCONFDIR)/nostr-homed \
+	  $(DESTDIR)$(PREFIX)/share/dbus-1/system.d $(DESTDIR)$(PREFIX)/share/dbus-1/interfaces \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 0755 $(BUILD)/nostrfs $(BUILD)/nostr-homectl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(PAM_SO) $(DESTDIR)$(LIBDIR)/security/pam_nostr.so
+	install -m 0644 $(NSS_SO) $(DESTDIR)$(LIBDIR)/libnss_nostr.so.2
+	install -m 0644 dbus/org.nostr.Homed1.conf $(DESTDIR)$(PREFIX)/share/dbus-1/system.d/
+	install -m 0644 dbus/org.nostr.Homed1.xml $(DESTDIR)$(PREFIX)/share/dbus-1/interfaces/
+	for u in $(wildcard systemd/*.service); do install -m 0644 $$u $(DESTDIR)$(PREFIX)/lib/systemd/system/; done
+
+clean: ## remove $(BUILD)/
+	rm -rf $(BUILD)
+
+FORCE:

@@ -1,0 +1,160 @@
+// Command nostr-homed-devstack runs a Nostr relay and a Blossom server on one loopback port,
+// for developing and testing nostr-homed without touching public servers:
+//
+//	nostr-homed-devstack [--listen 127.0.0.1:7777] [--data DIR] [--allow-remote]
+//
+// When it is listening it prints, on stdout,
+//
+//	relay: ws://127.0.0.1:7777
+//	blossom: http://127.0.0.1:7777
+//	ready
+//
+// and logs go to stderr. SIGTERM or SIGINT shuts it down gracefully (within about 5 s) with
+// exit status 0. See package internal/devstack for what is served where.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/nostr-homed/nostr-homed/internal/devstack"
+)
+
+const name = "nostr-homed-devstack"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:7777", "`address` to listen on (host:port; port 0 picks a free one)")
+	data := fs.String("data", "", "data `directory` (default $XDG_STATE_HOME/"+name+" or ~/.local/state/"+name+")")
+	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback --listen address (the devstack has no access control)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: %s [--listen ADDR] [--data DIR] [--allow-remote]
+
+Runs a Nostr relay (khatru, NIP-01/09/11/40/42/45/77) and a Blossom server (BUD-01/02/04/06/11/12)
+on one port for nostr-homed development. Prints the relay and Blossom URLs and "ready" on stdout
+once listening; logs go to stderr. Stops on SIGTERM or SIGINT.
+
+Options:
+`, name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected arguments: %s\n", name, strings.Join(fs.Args(), " "))
+		fs.Usage()
+		return 2
+	}
+	if err := checkListen(*listen, *allowRemote); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	dir := *data
+	if dir == "" {
+		var err error
+		if dir, err = defaultDataDir(); err != nil {
+			fmt.Fprintf(stderr, "%s: %v; pass --data\n", name, err)
+			return 2
+		}
+	}
+
+	logger := log.New(stderr, name+": ", log.LstdFlags)
+	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stopSignals()
+
+	st, err := devstack.Start(ctx, devstack.Options{Listen: *listen, DataDir: dir, Logf: logger.Printf})
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	if !*allowRemote {
+		// "localhost" could resolve to something else: check what we really listen on.
+		if err := checkListen(st.Addr(), false); err != nil {
+			st.Close()
+			logger.Print(err)
+			return 2
+		}
+	}
+
+	if _, err := fmt.Fprintf(stdout, "relay: %s\nblossom: %s\nready\n", st.RelayURL(), st.BlossomURL()); err != nil {
+		logger.Printf("writing to stdout: %v", err)
+	}
+	if f, ok := stdout.(interface{ Flush() error }); ok {
+		f.Flush()
+	}
+	logger.Printf("serving relay %s and blossom %s, data in %s", st.RelayURL(), st.BlossomURL(), dir)
+
+	status := 0
+	select {
+	case <-ctx.Done():
+		logger.Print("signal received, shutting down")
+	case <-st.Done():
+		logger.Printf("server stopped: %v", st.Err())
+		status = 1
+	}
+	stopSignals() // a second signal now terminates at once
+
+	sctx, cancel := context.WithTimeout(context.Background(), devstack.DefaultShutdownTimeout)
+	defer cancel()
+	if err := st.Shutdown(sctx); err != nil {
+		logger.Printf("shutdown: %v", err)
+		return 1
+	}
+	logger.Print("stopped")
+	return status
+}
+
+// checkListen refuses addresses that are not loopback unless allowRemote: the relay and the
+// Blossom server accept anyone's events and (signed) uploads.
+func checkListen(addr string, allowRemote bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %v", addr, err)
+	}
+	if allowRemote {
+		return nil
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(strings.SplitN(host, "%", 2)[0]); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	what := "not a loopback address"
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		what = "all interfaces"
+	}
+	return fmt.Errorf("refusing to listen on %s (%s): the devstack has no access control; use a 127.0.0.1 address or pass --allow-remote", addr, what)
+}
+
+// defaultDataDir is $XDG_STATE_HOME/nostr-homed-devstack, or ~/.local/state/nostr-homed-devstack.
+func defaultDataDir() (string, error) {
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, name), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no data directory: %w", err)
+	}
+	return filepath.Join(home, ".local", "state", name), nil
+}

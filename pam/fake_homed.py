@@ -1,0 +1,161 @@
+#!/usr/bin/python3
+"""fake_homed.py: a FAKE, scripted stand-in for the nostr-homectl daemon, for pam/test.sh only.
+
+It is NOT the daemon and implements none of its logic: it owns org.nostr.Homed1 on a private
+test bus and answers the methods of dbus/org.nostr.Homed1.xml with canned replies, so that
+the test can check how pam_nostr.so maps each reply and error to a PAM result. It appends
+one line per call to a log file so the test can check what the module sent.
+
+Script (user -> behaviour):
+  BeginLogin   alice: method "password", prompt "Password: "
+               dave:  method "remote-signer" with a message and a nostrconnect:// uri
+               erin:  method "telepathy" (one the module does not know)
+               frank: error Unavailable
+               anyone else (carol): error UnknownUser
+  CompleteLogin  alice's logins: success iff secret == "right-password", else AuthFailed;
+                 a login_id used twice: ProofReplayed.
+                 dave's logins: answers (success) only after --signer-delay seconds.
+  CancelLogin    logged.
+  CheckAccount   alice: ok; bob: NotAllowed; anyone else: UnknownUser.
+  OpenSession    alice: ok (logged); bob: MountFailed; anyone else: UnknownUser.
+  CloseSession   alice: ok (logged); anyone else: UnknownUser.
+
+Usage: fake_homed.py --address BUS_ADDRESS --log FILE --ready FILE [--signer-delay SECONDS]
+Needs python3-dbus and python3-gi (Debian packages).
+"""
+import argparse
+import itertools
+import sys
+
+import dbus
+import dbus.mainloop.glib
+import dbus.service
+from gi.repository import GLib
+
+NAME = "org.nostr.Homed1"
+PATH = "/org/nostr/Homed1"
+IFACE = "org.nostr.Homed1"
+ERR = "org.nostr.Homed1.Error."
+
+
+def homed_error(short, message):
+    class E(dbus.DBusException):
+        _dbus_error_name = ERR + short
+
+    return E(message)
+
+
+class FakeHomed(dbus.service.Object):
+    def __init__(self, bus, log_path, signer_delay):
+        super().__init__(bus, PATH)
+        self.log_file = open(log_path, "a", buffering=1)
+        self.signer_delay = signer_delay
+        self.logins = {}  # login_id -> [user, used]
+        self.ids = itertools.count(1)
+
+    def log(self, *words):
+        self.log_file.write(" ".join(str(w) for w in words) + "\n")
+
+    @dbus.service.method(IFACE, in_signature="sss", out_signature="sssss")
+    def BeginLogin(self, user, service, rhost):
+        self.log("BeginLogin", user, service, rhost or "-")
+        if user in ("alice", "dave", "erin"):
+            login_id = "L%d-%s" % (next(self.ids), user)
+            self.logins[login_id] = [user, False]
+            if user == "alice":
+                return (login_id, "password", "Password: ", "", "")
+            if user == "dave":
+                return (login_id, "remote-signer", "",
+                        "Approve this login in your Nostr signer app (fake).",
+                        "nostrconnect://0000000000000000000000000000000000000000000000000000000000000001"
+                        "?relay=wss%3A%2F%2Frelay.invalid&secret=fake")
+            return (login_id, "telepathy", "", "", "")
+        if user == "frank":
+            raise homed_error("Unavailable", "relays cannot be reached (fake)")
+        raise homed_error("UnknownUser", "%s is not enrolled here (fake)" % user)
+
+    @dbus.service.method(IFACE, in_signature="ss", out_signature="",
+                         async_callbacks=("on_ok", "on_error"))
+    def CompleteLogin(self, login_id, secret, on_ok, on_error):
+        entry = self.logins.get(login_id)
+        if entry is None:
+            self.log("CompleteLogin", login_id, "unknown-login")
+            on_error(homed_error("InvalidArgs", "unknown login_id (fake)"))
+            return
+        user, used = entry
+        if used:
+            self.log("CompleteLogin", login_id, "replayed")
+            on_error(homed_error("ProofReplayed", "this login was already used (fake)"))
+            return
+        entry[1] = True
+        if user == "dave":
+            self.log("CompleteLogin", login_id, "waiting-for-signer")
+
+            def answer():
+                self.log("CompleteLogin", login_id, "signer-answered")
+                on_ok()
+                return False
+
+            GLib.timeout_add(int(self.signer_delay * 1000), answer)
+            return
+        if secret == "right-password":
+            self.log("CompleteLogin", login_id, "ok")
+            on_ok()
+        else:
+            self.log("CompleteLogin", login_id, "auth-failed")
+            on_error(homed_error("AuthFailed", "wrong password (fake)"))
+
+    @dbus.service.method(IFACE, in_signature="s", out_signature="")
+    def CancelLogin(self, login_id):
+        self.log("CancelLogin", login_id)
+        self.logins.pop(login_id, None)
+
+    @dbus.service.method(IFACE, in_signature="s", out_signature="")
+    def CheckAccount(self, user):
+        self.log("CheckAccount", user)
+        if user == "alice":
+            return
+        if user == "bob":
+            raise homed_error("NotAllowed", "the login policy refuses bob (fake)")
+        raise homed_error("UnknownUser", "%s is not enrolled here (fake)" % user)
+
+    @dbus.service.method(IFACE, in_signature="s", out_signature="")
+    def OpenSession(self, user):
+        self.log("OpenSession", user)
+        if user == "alice":
+            return
+        if user == "bob":
+            raise homed_error("MountFailed", "the home could not be mounted (fake)")
+        raise homed_error("UnknownUser", "%s is not enrolled here (fake)" % user)
+
+    @dbus.service.method(IFACE, in_signature="s", out_signature="")
+    def CloseSession(self, user):
+        self.log("CloseSession", user)
+        if user != "alice":
+            raise homed_error("UnknownUser", "%s is not enrolled here (fake)" % user)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="FAKE org.nostr.Homed1 for pam/test.sh")
+    ap.add_argument("--address", required=True)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--ready", required=True)
+    ap.add_argument("--signer-delay", type=float, default=6.0)
+    args = ap.parse_args()
+
+    dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
+    bus = dbus.bus.BusConnection(args.address)
+    # Keep a reference: the name is released when the BusName object is collected.
+    name = dbus.service.BusName(NAME, bus, do_not_queue=True)
+    homed = FakeHomed(bus, args.log, args.signer_delay)
+    with open(args.ready, "w") as f:
+        f.write("ready\n")
+    loop = GLib.MainLoop()
+    try:
+        loop.run()
+    finally:
+        del homed, name
+
+
+if __name__ == "__main__":
+    sys.exit(main())
