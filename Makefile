@@ -25,7 +25,7 @@ include nss/nss.mk
 include pam/pam.mk
 include tools/kubo/kubo.mk
 
-.PHONY: help build test test-go test-c demo bench fuzz install clean FORCE
+.PHONY: help build test test-go test-c test-install demo bench fuzz install clean FORCE
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_\/.$$()-]+:.*## / {printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,7 +37,7 @@ $(BUILD)/%: FORCE
 	@mkdir -p $(BUILD)
 	$(GO_BUILD) -o $@ ./cmd/$*
 
-test: build $(BUILD)/ipfs test-go test-c ## build, then run every test (as root: mounts, PAM, NSS)
+test: build $(BUILD)/ipfs test-go test-c test-install ## build, then run every test (as root: mounts, PAM, NSS)
 
 test-go: ## run the Go tests
 	NOSTR_HOMED_DEVSTACK_BIN=$(abspath $(BUILD))/nostr-homed-devstack \
@@ -45,6 +45,9 @@ test-go: ## run the Go tests
 	$(GO) test $(GOTESTFLAGS) -count=1 ./...
 
 test-c: test-nss test-pam ## run the NSS and PAM module tests
+
+test-install: build ## check `make install` with DESTDIR and PREFIX
+	bash scripts/test-install.sh
 
 demo: $(BUILD)/nostr-homed-devstack ## run the demo on an embedded local relay and Blossom server
 	$(BUILD)/nostr-homed-devstack demo
