@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip11"
 
 	"github.com/nostr-homed/nostr-homed/internal/blossom"
+	"github.com/nostr-homed/nostr-homed/internal/demo"
 	"github.com/nostr-homed/nostr-homed/internal/devstack"
 	"github.com/nostr-homed/nostr-homed/internal/devstack/devstacktest"
 )
@@ -230,5 +232,75 @@ func TestDefaultDataDir(t *testing.T) {
 	t.Setenv("HOME", "/home/tester")
 	if d, err := defaultDataDir(); err != nil || d != "/home/tester/.local/state/nostr-homed-devstack" {
 		t.Fatalf("without XDG_STATE_HOME: %q, %v", d, err)
+	}
+}
+
+// runDemoBinary runs `nostr-homed-devstack demo args...` with TMPDIR set to tmp, bounded
+// beyond the demo's own limit.
+func runDemoBinary(t *testing.T, tmp string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), demo.DefaultTimeout+30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, devstacktest.Binary(t), append([]string{"demo"}, args...)...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("demo %v: %v in %v\nstdout:\n%s\nstderr:\n%s", args, err, time.Since(start), out.String(), errb.String())
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("demo %v did not exit", args)
+	}
+	return code, out.String(), errb.String()
+}
+
+func TestDemoSubcommand(t *testing.T) {
+	tmp := t.TempDir()
+	code, stdout, stderr := runDemoBinary(t, tmp)
+	if code != 0 {
+		t.Fatalf("demo: exit %d", code)
+	}
+	lines := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
+	if last := lines[len(lines)-1]; last != demo.PassedLine {
+		t.Fatalf("last line %q, want %q", last, demo.PassedLine)
+	}
+	for n := 1; n <= 8; n++ {
+		if !strings.Contains(stdout, "\n"+strconv.Itoa(n)+". ") {
+			t.Errorf("stdout lacks step %d", n)
+		}
+	}
+	if stderr != "" {
+		t.Errorf("stderr is not empty: %q", stderr)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("demo left %d entries in TMPDIR", len(left))
+	}
+}
+
+func TestDemoKeepAndUsage(t *testing.T) {
+	tmp := t.TempDir()
+	code, stdout, _ := runDemoBinary(t, tmp, "--keep")
+	if code != 0 || !strings.HasSuffix(stdout, demo.PassedLine+"\n") {
+		t.Fatalf("demo --keep: exit %d", code)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 1 || !strings.Contains(stdout, "kept the demo's files in "+tmp) {
+		t.Errorf("demo --keep kept %d entries in TMPDIR", len(left))
+	}
+	if code, _, stderr := runBinary(t, "demo", "-h"); code != 0 || !strings.Contains(stderr, "Usage: nostr-homed-devstack demo") {
+		t.Errorf("demo -h: exit %d, stderr %q", code, stderr)
+	}
+	if code, _, stderr := runBinary(t, "demo", "extra"); code != 2 || !strings.Contains(stderr, "unexpected arguments") {
+		t.Errorf("demo extra: exit %d, stderr %q", code, stderr)
+	}
+	if code, _, _ := runBinary(t, "demo", "--no-such-flag"); code != 2 {
+		t.Errorf("demo --no-such-flag: exit %d", code)
 	}
 }

@@ -103,7 +103,7 @@ var stepTitles = []string{
 	"Publish its settings and secrets",
 	"Machine A writes a file and publishes it",
 	"What the servers see",
-	"Machine B logs in with only the npub, the password and the relay",
+	"Machine B starts empty, knowing only the npub, the password and the relay",
 	"Forgeries are refused",
 	"Stop the dev stack",
 }
@@ -147,7 +147,7 @@ func Run(ctx context.Context, out io.Writer, opts Options) (err error) {
 	if r.reveal == nil {
 		r.reveal = func(Secrets) {}
 	}
-	defer r.cleanup()
+	defer r.cleanup() // also on a panic; a no-op after the explicit calls below
 
 	fmt.Fprintln(out, "nostr-homed demo: a home's data roams between machines through a relay and a Blossom server.")
 	fmt.Fprintln(out, "(Logging in through PAM and mounting the home come later; this is the data path they will use.)")
@@ -165,13 +165,18 @@ func Run(ctx context.Context, out io.Writer, opts Options) (err error) {
 		n, title := i+1, stepTitles[i]
 		fmt.Fprintf(out, "\n%d. %s\n", n, title)
 		if err := step(ctx); err != nil {
-			if ctx.Err() != nil {
+			switch {
+			case errors.Is(ctx.Err(), context.DeadlineExceeded):
 				err = fmt.Errorf("%w (the demo is limited to %s)", err, timeout)
+			case ctx.Err() != nil:
+				err = fmt.Errorf("%w (interrupted)", err)
 			}
+			r.cleanup()
 			fmt.Fprintf(out, "demo: FAILED at step %d: %v\n", n, err)
 			return &StepError{Step: n, Title: title, Err: err}
 		}
 	}
+	r.cleanup()
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, PassedLine)
 	return nil
@@ -182,19 +187,21 @@ func (r *run) say(format string, args ...any) {
 }
 
 // cleanup stops the stack if a step failed before step 8, and removes the temp directory
-// unless Keep.
+// unless Keep. Calls after the first do nothing.
 func (r *run) cleanup() {
 	if r.stack != nil {
 		r.stack.Close()
+		r.stack = nil
 	}
 	if r.dir == "" {
 		return
 	}
 	if r.opts.Keep {
 		fmt.Fprintf(r.out, "(kept the demo's files in %s)\n", r.dir)
-		return
+	} else {
+		os.RemoveAll(r.dir)
 	}
-	os.RemoveAll(r.dir)
+	r.dir = ""
 }
 
 // Step 1.
@@ -214,7 +221,11 @@ func (r *run) startStack(ctx context.Context) error {
 	}
 	r.stack = st
 	r.say("relay   %s", st.RelayURL())
-	r.say("blossom %s (same port; data in a temp dir, %s)", st.BlossomURL(), map[bool]string{true: "kept at the end", false: "removed at the end"}[r.opts.Keep])
+	fate := "removed at the end"
+	if r.opts.Keep {
+		fate = "kept at the end"
+	}
+	r.say("blossom %s (same port; their data in a fresh temp dir, %s)", st.BlossomURL(), fate)
 	return nil
 }
 
@@ -239,7 +250,7 @@ func (r *run) createIdentity(context.Context) error {
 	if r.npub, err = nip19.EncodePublicKey(r.pubkey); err != nil {
 		return err
 	}
-	r.say("npub %s (a fresh key pair, only for this demo)", shorten(r.npub))
+	r.say("your npub: %s (a fresh key pair, only for this demo)", shorten(r.npub))
 	r.say("its secret key is locked with a one-time demo password (NIP-49, not shown)")
 	return nil
 }
@@ -669,8 +680,10 @@ func shorten(s string) string {
 		return s
 	}
 	head := 8
-	if i := strings.IndexByte(s, '1'); i > 0 && i < 12 { // keep a bech32 prefix: npub1..., ncryptsec1...
-		head = i + 1 + 6
+	for _, p := range []string{"npub1", "ncryptsec1"} { // keep a bech32 prefix readable
+		if strings.HasPrefix(s, p) {
+			head = len(p) + 6
+		}
 	}
 	return s[:head] + "..." + s[len(s)-4:]
 }
