@@ -3,6 +3,7 @@ module github.com/nostr-homed/nostr-homed
 go 1.26.0
 
 require (
+	github.com/BurntSushi/toml v1.5.0
 	github.com/dgraph-io/badger/v4 v4.8.0
 	github.com/fiatjaf/eventstore v0.17.8
 	github.com/fiatjaf/khatru v0.19.1

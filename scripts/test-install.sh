@@ -18,7 +18,12 @@ check 644 "/usr/lib/$multiarch/security/pam_nostr.so"
 check 644 "/usr/lib/$multiarch/libnss_nostr.so.2"
 check 644 /usr/share/dbus-1/system.d/org.nostr.Homed1.conf
 check 644 /usr/share/dbus-1/interfaces/org.nostr.Homed1.xml
-if [ -d "$dest/etc/nostr-homed" ]; then pass=$((pass+1)); echo "PASS: /etc/nostr-homed"; else fail=$((fail+1)); echo "FAIL: /etc/nostr-homed"; fi
+check 644 /etc/nostr-homed/config.toml
+# A second install keeps the admin's configuration.
+echo "# edited" >> "$dest/etc/nostr-homed/config.toml"
+make -s install DESTDIR="$dest" PREFIX=/usr >/dev/null
+if grep -q "# edited" "$dest/etc/nostr-homed/config.toml"; then pass=$((pass+1)); echo "PASS: reinstall keeps config.toml"
+else fail=$((fail+1)); echo "FAIL: reinstall overwrote config.toml"; fi
 # PREFIX moves everything but /etc.
 make -s install DESTDIR="$dest/p" PREFIX=/opt/nh >/dev/null
 check 755 /p/opt/nh/bin/nostrfs
