@@ -62,7 +62,9 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 	  done; \
 	done
 
-install: build ## install into $(DESTDIR)$(PREFIX) (PAM, NSS, binaries, bus policy, units)
+# install does not build: build as yourself, install as root (`make build && sudo make install`).
+install: ## install the built artifacts into $(DESTDIR)$(PREFIX) (PAM, NSS, binaries, bus policy, config)
+	@for f in $(GO_BINS) $(NSS_SO) $(PAM_SO); do test -f $$f || { echo "install: $$f is missing; run 'make build' first" >&2; exit 1; }; done
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/security $(DESTDIR)$(SYSCONFDIR)/nostr-homed \
 	  $(DESTDIR)$(PREFIX)/share/dbus-1/system.d $(DESTDIR)$(PREFIX)/share/dbus-1/interfaces \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system

@@ -10,7 +10,7 @@
  *
  * Why C and not Go: an NSS module is loaded into every process that resolves a user (sshd,
  * su, ls -l, dbus-daemon). A Go c-shared library costs 2.4 to 19 ms to load and its runtime
- * hangs after fork without exec (see shared/NOTES.md, "NSS" and "PAM"); this C module costs
+ * hangs after fork without exec (measured on this project's machines); this C module costs
  * about 1 ms to load and has no threads of its own.
  *
  * Database: NOSTR_HOMED_USERDB_DEFAULT (/var/lib/nostr-homed/users.db), or the environment

@@ -24,7 +24,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.String("user", "", "the `user` whose home to mount")
 	fs.String("mount", "", "mount point `dir`ectory")
-	fs.String("config", "/etc/nostr-homed/config", "configuration `file`")
+	fs.String("config", "/etc/nostr-homed/config.toml", "configuration `file`")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0

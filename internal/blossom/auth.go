@@ -72,7 +72,8 @@ func SignAuth(ctx context.Context, signer nostr.Signer, verb, content, server st
 		ev.Tags = append(ev.Tags, nostr.Tag{"x", h})
 	}
 	if server != "" {
-		ev.Tags = append(ev.Tags, nostr.Tag{"server", server})
+		// BUD-11: a lowercase domain name.
+		ev.Tags = append(ev.Tags, nostr.Tag{"server", strings.ToLower(server)})
 	}
 	if err := signer.SignEvent(ctx, ev); err != nil {
 		return nil, fmt.Errorf("blossom: signing %s token: %w", verb, err)
@@ -93,7 +94,8 @@ func AuthHeader(ev *nostr.Event, enc Encoding) string {
 var ErrAuth = errors.New("blossom auth")
 
 // ParseAuthHeader decodes an Authorization header. It accepts both encodings, with or
-// without padding, because clients in the wild send both (see NOTES.md).
+// without padding, because clients in the wild send both (khatru v0.19.1, for one, sends and expects
+// padded standard base64).
 func ParseAuthHeader(h string) (*nostr.Event, error) {
 	const prefix = "Nostr "
 	if !strings.HasPrefix(h, prefix) {

@@ -411,7 +411,7 @@ func TestMirrorAndPreflight(t *testing.T) {
 }
 
 // TestStandardBase64ForKhatru uploads to khatru v0.19.1's own Blossom server, which decodes
-// only padded standard base64 (NOTES.md) with the option made for it. (Our default, unpadded
+// only padded standard base64, with the option made for it. (Our default, unpadded
 // base64url, passes there only by luck: the JSON of a token rarely yields the two characters
 // where the alphabets differ, so it fails only when padding would be needed.)
 func TestStandardBase64ForKhatru(t *testing.T) {

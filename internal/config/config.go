@@ -1,8 +1,8 @@
 // Package config reads /etc/nostr-homed/config.toml, the one configuration file that
 // nostr-homectl and nostrfs share. Every key has a default, so an empty file (or none) gives a
 // working local setup; every value is checked when the file is read, and an unknown key is an
-// error (a typo must not silently fall back to a default). docs/CONFIG.md lists the keys;
-// config.example.toml at the repository root is installed as the starting file.
+// error (a typo must not silently fall back to a default). config.example.toml at the
+// repository root documents every key and is installed as the starting file.
 package config
 
 import (
@@ -31,6 +31,9 @@ type Config struct {
 	BootstrapRelays []string `toml:"bootstrap_relays"`
 	// DefaultBlossom servers are used for a user whose settings name none.
 	DefaultBlossom []string `toml:"default_blossom"`
+	// IPFS lists kubo RPC endpoints to store blobs on besides Blossom. They belong to the
+	// machine, not to the user's public settings: kubo's RPC API is an admin interface.
+	IPFS []string `toml:"ipfs"`
 	// Namespace is the `d` tag namespace of homes on this machine.
 	Namespace string `toml:"namespace"`
 
@@ -205,6 +208,11 @@ func (c *Config) Check() error {
 	for _, s := range c.DefaultBlossom {
 		if u, err := url.Parse(s); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			bad("default_blossom: %q is not an http(s) URL", s)
+		}
+	}
+	for _, s := range c.IPFS {
+		if u, err := url.Parse(s); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("ipfs: %q is not an http(s) URL of a kubo RPC endpoint", s)
 		}
 	}
 	if !namespaceRE.MatchString(c.Namespace) {

@@ -336,3 +336,33 @@ func TestLists(t *testing.T) {
 		t.Fatalf("merge %v", got)
 	}
 }
+
+func TestLenientJSONIsRefused(t *testing.T) {
+	owner := newKey(t)
+	pk := pub(t, owner)
+	good, _ := json.Marshal(Settings{V: 1, Relays: testSettings().Relays, Login: testSettings().Login})
+	mk := func(content string) *nostr.Event {
+		ev := &nostr.Event{Kind: KindSettings, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"d", DTag("personal")}}, Content: content}
+		resign(t, owner, ev)
+		return ev
+	}
+	if _, err := OpenSettings(mk(string(good)), pk, "personal"); err != nil {
+		t.Fatalf("canonical settings refused: %v", err)
+	}
+	for name, c := range map[string]string{
+		"upper-case key":    strings.Replace(string(good), `"relays"`, `"RELAYS"`, 1),
+		"duplicate key":     strings.Replace(string(good), `"v":1,`, `"v":1,"v":1,`, 1),
+		"nested duplicate":  strings.Replace(string(good), `"read":`, `"write":[],"read":`, 1),
+		"mixed-case nested": strings.Replace(string(good), `"type"`, `"Type"`, 1),
+	} {
+		if _, err := OpenSettings(mk(c), pk, "personal"); BrokenRule(err) != RuleSchema {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// A bunker URI carrying its secret is never published.
+	s := testSettings()
+	s.Login = []LoginMethod{{Type: LoginRemoteSigner, Bunker: "bunker://" + pk + "?relay=wss://r.example&secret=hunter2"}}
+	if _, err := NewSettingsEvent(ctx, owner, "personal", s, nil, time.Now()); err == nil {
+		t.Fatal("a bunker secret would have been published")
+	}
+}

@@ -54,7 +54,8 @@ func OpenServerList(ev *nostr.Event, author string) ([]string, error) {
 }
 
 // MergeURLs joins URL lists in order of precedence, dropping duplicates (compared without a
-// trailing slash, case-insensitively in scheme and host).
+// trailing slash and without regard to case: relay and server URLs rarely have meaningful
+// case in their paths).
 func MergeURLs(lists ...[]string) []string {
 	seen := map[string]bool{}
 	var out []string

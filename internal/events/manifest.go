@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -12,8 +11,9 @@ import (
 
 // Manifest is the decrypted content of a kind 30081 event: a pointer to the root of the home's
 // tree, which lives in encrypted blobs (docs/FORMAT.md). It stays a few hundred bytes whatever
-// the size of the home, and it is NIP-44 encrypted to the owner because the root's hash alone
-// would let a server link the blobs of one home together.
+// the size of the home, and it is NIP-44 encrypted to the owner so that relays cannot learn the
+// root, and from it walk the tree's structure or tell which blobs belong to the current version.
+// (Blossom servers can still tell which blobs one user uploaded, from the upload tokens.)
 type Manifest struct {
 	V    int     `json:"v"`
 	Root BlobRef `json:"root"`
@@ -51,6 +51,9 @@ func (m *Manifest) Check() error {
 	if m.Parent != "" && !isHex(m.Parent, 64) {
 		return fmt.Errorf("manifest: parent %q is not an event id", m.Parent)
 	}
+	if m.Generation < 1 {
+		return fmt.Errorf("manifest: generation %d, must be at least 1", m.Generation)
+	}
 	if (m.Parent == "") != (m.Generation == 1) {
 		return fmt.Errorf("manifest: generation %d with parent %q: only generation 1 has no parent", m.Generation, m.Parent)
 	}
@@ -64,50 +67,20 @@ func (m *Manifest) Check() error {
 // parent is the manifest event this one replaces (nil for the first): it sets Parent,
 // Generation and a strictly greater created_at.
 func NewManifestEvent(ctx context.Context, k nostr.Keyer, ns string, m Manifest, parent *nostr.Event, parentGen uint64, now time.Time) (*nostr.Event, error) {
-	if err := CheckNamespace(ns); err != nil {
-		return nil, err
-	}
 	m.V = SchemaVersion
 	m.Parent, m.Generation = "", 1
 	if parent != nil {
 		m.Parent, m.Generation = parent.ID, parentGen+1
 	}
-	if err := m.Check(); err != nil {
-		return nil, err
-	}
-	pt, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	ct, err := encryptSelf(ctx, k, pt)
-	if err != nil {
-		return nil, err
-	}
-	ev := &nostr.Event{
-		Kind:      KindManifest,
-		CreatedAt: NextCreatedAt(parent, now),
-		Tags:      nostr.Tags{{"d", DTag(ns)}},
-		Content:   ct,
-	}
-	return ev, sign(ctx, k, ev, ns)
+	return newEvent(ctx, k, KindManifest, ns, &m, true, parent, now)
 }
 
 // OpenManifest validates a manifest event of author in namespace ns, decrypts it with c (the
 // owner's key) and checks its schema.
 func OpenManifest(ctx context.Context, c nostr.Cipher, ev *nostr.Event, author, ns string) (*Manifest, error) {
-	if err := Validate(ev, Expect{Kind: KindManifest, Author: author, D: DTag(ns)}); err != nil {
-		return nil, err
-	}
-	pt, err := decryptSelf(ctx, c, ev)
-	if err != nil {
-		return nil, err
-	}
 	var m Manifest
-	if err := decodeVersioned(ev, pt, &m); err != nil {
+	if err := openEvent(ctx, c, ev, KindManifest, author, ns, &m); err != nil {
 		return nil, err
-	}
-	if err := m.Check(); err != nil {
-		return nil, refuse(ev, RuleSchema, "%v", err)
 	}
 	return &m, nil
 }

@@ -5,14 +5,69 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 )
 
 // SchemaVersion is the content version this code writes and the only one it reads.
 const SchemaVersion = 1
+
+// content is what every schema type does: check its own fields.
+type content interface{ Check() error }
+
+// newEvent checks c, serialises it (encrypted to the owner if sealed), and signs it as kind
+// in namespace ns with a created_at strictly after prev's.
+func newEvent(ctx context.Context, k nostr.Keyer, kind int, ns string, c content, sealed bool, prev *nostr.Event, now time.Time) (*nostr.Event, error) {
+	if err := CheckNamespace(ns); err != nil {
+		return nil, err
+	}
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	text := string(body)
+	if sealed {
+		if text, err = encryptSelf(ctx, k, body); err != nil {
+			return nil, err
+		}
+	}
+	ev := &nostr.Event{
+		Kind:      kind,
+		CreatedAt: NextCreatedAt(prev, now),
+		Tags:      nostr.Tags{{"d", DTag(ns)}},
+		Content:   text,
+	}
+	return ev, sign(ctx, k, ev, ns)
+}
+
+// openEvent validates ev as kind by author in namespace ns, decrypts it with c if cipher is
+// not nil, and decodes and checks its content into dst.
+func openEvent(ctx context.Context, cipher nostr.Cipher, ev *nostr.Event, kind int, author, ns string, dst content) error {
+	if err := Validate(ev, Expect{Kind: kind, Author: author, D: DTag(ns)}); err != nil {
+		return err
+	}
+	body := []byte(ev.Content)
+	if cipher != nil {
+		var err error
+		if body, err = decryptSelf(ctx, cipher, ev); err != nil {
+			return err
+		}
+	}
+	if err := decodeVersioned(ev, body, dst); err != nil {
+		return err
+	}
+	if err := dst.Check(); err != nil {
+		return refuse(ev, RuleSchema, "%v", err)
+	}
+	return nil
+}
 
 // decodeVersioned checks the content's "v" and then decodes it strictly into dst: unknown
 // fields are refused, so a different application's use of the same kind and d tag, or a newer
@@ -30,6 +85,9 @@ func decodeVersioned(ev *nostr.Event, content []byte, dst any) error {
 	if *head.V != SchemaVersion {
 		return refuse(ev, RuleVersion, "schema version %d is not supported (this build reads %d)", *head.V, SchemaVersion)
 	}
+	if err := checkKeys(content); err != nil {
+		return refuse(ev, RuleSchema, "%v", err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(content))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -39,6 +97,62 @@ func decodeVersioned(ev *nostr.Event, content []byte, dst any) error {
 		return refuse(ev, RuleSchema, "trailing data after the JSON object")
 	}
 	return nil
+}
+
+// checkKeys refuses JSON that encoding/json would read leniently: a key given twice in one
+// object (the decoder keeps the last) and keys not in lowercase (it matches names without
+// regard to case). With DisallowUnknownFields this makes decoding exact: every key our schema
+// reads is spelled once, as written.
+func checkKeys(content []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(content))
+	dec.UseNumber()
+	type frame struct {
+		object bool
+		seen   map[string]bool
+		key    bool // the next token in this object is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			if len(stack) > 0 && stack[len(stack)-1].object {
+				stack[len(stack)-1].key = true
+			}
+			continue
+		}
+		if top != nil && top.object && top.key {
+			k, _ := tok.(string)
+			if top.seen[k] {
+				return fmt.Errorf("key %q appears twice", k)
+			}
+			if strings.ToLower(k) != k {
+				return fmt.Errorf("key %q is not lowercase", k)
+			}
+			top.seen[k] = true
+			top.key = false
+			continue
+		}
+		if top != nil && top.object {
+			top.key = true // a value is being read; a key comes after it
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{object: true, seen: map[string]bool{}, key: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		}
+	}
 }
 
 // decryptSelf opens NIP-44 content the owner encrypted to themself.

@@ -3,7 +3,6 @@ package events
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"time"
@@ -60,45 +59,15 @@ func (s *Secrets) Check() error {
 
 // NewSecretsEvent encrypts s to the owner and signs it for namespace ns.
 func NewSecretsEvent(ctx context.Context, k nostr.Keyer, ns string, s Secrets, prev *nostr.Event, now time.Time) (*nostr.Event, error) {
-	if err := CheckNamespace(ns); err != nil {
-		return nil, err
-	}
 	s.V = SchemaVersion
-	if err := s.Check(); err != nil {
-		return nil, err
-	}
-	pt, err := json.Marshal(s)
-	if err != nil {
-		return nil, err
-	}
-	ct, err := encryptSelf(ctx, k, pt)
-	if err != nil {
-		return nil, err
-	}
-	ev := &nostr.Event{
-		Kind:      KindSecrets,
-		CreatedAt: NextCreatedAt(prev, now),
-		Tags:      nostr.Tags{{"d", DTag(ns)}},
-		Content:   ct,
-	}
-	return ev, sign(ctx, k, ev, ns)
+	return newEvent(ctx, k, KindSecrets, ns, &s, true, prev, now)
 }
 
 // OpenSecrets validates a secrets event of author in namespace ns and decrypts it with c.
 func OpenSecrets(ctx context.Context, c nostr.Cipher, ev *nostr.Event, author, ns string) (*Secrets, error) {
-	if err := Validate(ev, Expect{Kind: KindSecrets, Author: author, D: DTag(ns)}); err != nil {
-		return nil, err
-	}
-	pt, err := decryptSelf(ctx, c, ev)
-	if err != nil {
-		return nil, err
-	}
 	var s Secrets
-	if err := decodeVersioned(ev, pt, &s); err != nil {
+	if err := openEvent(ctx, c, ev, KindSecrets, author, ns, &s); err != nil {
 		return nil, err
-	}
-	if err := s.Check(); err != nil {
-		return nil, refuse(ev, RuleSchema, "%v", err)
 	}
 	return &s, nil
 }

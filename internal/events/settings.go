@@ -2,8 +2,8 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -21,7 +21,6 @@ type Settings struct {
 	V       int           `json:"v"`
 	Relays  RelaySettings `json:"relays"`
 	Blossom []Server      `json:"blossom,omitempty"`
-	IPFS    []string      `json:"ipfs,omitempty"` // kubo RPC endpoints
 	Login   []LoginMethod `json:"login"`
 }
 
@@ -34,7 +33,7 @@ type RelaySettings struct {
 // Server is a Blossom server and the auth header encoding it wants.
 type Server struct {
 	URL  string `json:"url"`
-	Auth string `json:"auth,omitempty"` // "base64url" (default) or "base64"
+	Auth string `json:"auth,omitempty"` // "base64url" (default), or "base64" (also spelled "base64std")
 }
 
 // Login method types.
@@ -75,19 +74,14 @@ func (s *Settings) Check() error {
 			}
 		}
 	}
-	if len(s.Blossom)+len(s.IPFS) > maxServers {
-		return fmt.Errorf("settings: %d servers, limit %d", len(s.Blossom)+len(s.IPFS), maxServers)
+	if len(s.Blossom) > maxServers {
+		return fmt.Errorf("settings: %d servers, limit %d", len(s.Blossom), maxServers)
 	}
 	for _, b := range s.Blossom {
 		if err := checkURL("blossom server", b.URL, "https", "http"); err != nil {
 			return fmt.Errorf("settings: %w", err)
 		}
 		if _, err := blossom.ParseEncoding(b.Auth); err != nil {
-			return fmt.Errorf("settings: %w", err)
-		}
-	}
-	for _, e := range s.IPFS {
-		if err := checkURL("ipfs endpoint", e, "https", "http"); err != nil {
 			return fmt.Errorf("settings: %w", err)
 		}
 	}
@@ -104,6 +98,10 @@ func (s *Settings) Check() error {
 			if !strings.HasPrefix(m.Bunker, "bunker://") || len(m.Bunker) > 2048 || m.Ncryptsec != "" {
 				return fmt.Errorf("settings: a remote-signer login needs a bunker:// URI and nothing else")
 			}
+			// A bunker's secret lets whoever holds it connect as a client: never publish it.
+			if u, err := url.Parse(m.Bunker); err != nil || u.Query().Has("secret") {
+				return fmt.Errorf("settings: the bunker:// URI must not carry a secret (it would be public)")
+			}
 		default:
 			return fmt.Errorf("settings: unknown login method %q", m.Type)
 		}
@@ -112,39 +110,29 @@ func (s *Settings) Check() error {
 }
 
 // NewSettingsEvent builds and signs the settings event for namespace ns. prev is the version
-// it replaces, if any, so that created_at is strictly greater.
+// it replaces, if any, so that created_at is strictly greater. Settings are not encrypted (see
+// Settings), so k only needs to sign.
 func NewSettingsEvent(ctx context.Context, k nostr.Signer, ns string, s Settings, prev *nostr.Event, now time.Time) (*nostr.Event, error) {
-	if err := CheckNamespace(ns); err != nil {
-		return nil, err
-	}
 	s.V = SchemaVersion
-	if err := s.Check(); err != nil {
-		return nil, err
-	}
-	content, err := json.Marshal(s)
-	if err != nil {
-		return nil, err
-	}
-	ev := &nostr.Event{
-		Kind:      KindSettings,
-		CreatedAt: NextCreatedAt(prev, now),
-		Tags:      nostr.Tags{{"d", DTag(ns)}},
-		Content:   string(content),
-	}
-	return ev, sign(ctx, k, ev, ns)
+	return newEvent(ctx, signOnly{k}, KindSettings, ns, &s, false, prev, now)
 }
 
 // OpenSettings validates a settings event of author in namespace ns and decodes it.
 func OpenSettings(ev *nostr.Event, author, ns string) (*Settings, error) {
-	if err := Validate(ev, Expect{Kind: KindSettings, Author: author, D: DTag(ns)}); err != nil {
-		return nil, err
-	}
 	var s Settings
-	if err := decodeVersioned(ev, []byte(ev.Content), &s); err != nil {
+	if err := openEvent(context.Background(), nil, ev, KindSettings, author, ns, &s); err != nil {
 		return nil, err
-	}
-	if err := s.Check(); err != nil {
-		return nil, refuse(ev, RuleSchema, "%v", err)
 	}
 	return &s, nil
+}
+
+// signOnly lets a plain Signer through newEvent, which never encrypts for unsealed content.
+type signOnly struct{ nostr.Signer }
+
+func (signOnly) Encrypt(context.Context, string, string) (string, error) {
+	return "", fmt.Errorf("events: settings are never encrypted")
+}
+
+func (signOnly) Decrypt(context.Context, string, string) (string, error) {
+	return "", fmt.Errorf("events: settings are never encrypted")
 }

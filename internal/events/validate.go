@@ -56,9 +56,9 @@ func DTag(ns string) string { return dPrefix + ns }
 // Size limits. A manifest points at the tree and stays a few KiB whatever the size of the home;
 // secrets are bounded by NIP-44's 65535-byte plaintext limit.
 const (
-	MaxEventBytes       = 128 << 10 // serialized event, whatever its kind
+	MaxEventBytes       = 128 << 10 // id, pubkey, sig, content and tag values added up
 	MaxTags             = 64
-	MaxSettingsContent  = 32 << 10
+	MaxSettingsContent  = 64 << 10 // what Settings.Check allows at its limits, with JSON escaping
 	MaxManifestContent  = 8 << 10
 	MaxSecretsContent   = 96 << 10 // base64 NIP-44 payload of up to 65535 plaintext bytes
 	MaxListContent      = 8 << 10
@@ -156,6 +156,9 @@ func Validate(ev *nostr.Event, x Expect) error {
 		return refuse(ev, RuleAuthor, "author %s, want %s", short(ev.PubKey), short(x.Author))
 	}
 	addressable := x.Kind >= 30000 && x.Kind < 40000
+	if !addressable && x.D != "" {
+		return refuse(ev, RuleDTag, "d tag %q expected for non-addressable kind %d (caller error)", x.D, x.Kind)
+	}
 	if addressable {
 		if x.D == "" {
 			return refuse(ev, RuleDTag, "no d tag expected for addressable kind %d (caller error)", x.Kind)
