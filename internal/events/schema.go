@@ -1,16 +1,15 @@
 package events
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+	"github.com/nostr-homed/nostr-homed/internal/strictjson"
 )
 
 // SchemaVersion is the content version this code writes and the only one it reads.
@@ -69,8 +68,8 @@ func openEvent(ctx context.Context, cipher nostr.Cipher, ev *nostr.Event, kind i
 	return nil
 }
 
-// decodeVersioned checks the content's "v" and then decodes it strictly into dst: unknown
-// fields are refused, so a different application's use of the same kind and d tag, or a newer
+// decodeVersioned checks the content's "v" and then decodes it strictly into dst (package
+// strictjson: unknown, repeated or mis-cased keys are refused), so a different application's use of the same kind and d tag, or a newer
 // format this code does not understand, is never half-read.
 func decodeVersioned(ev *nostr.Event, content []byte, dst any) error {
 	var head struct {
@@ -85,74 +84,10 @@ func decodeVersioned(ev *nostr.Event, content []byte, dst any) error {
 	if *head.V != SchemaVersion {
 		return refuse(ev, RuleVersion, "schema version %d is not supported (this build reads %d)", *head.V, SchemaVersion)
 	}
-	if err := checkKeys(content); err != nil {
-		return refuse(ev, RuleSchema, "%v", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(content))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
+	if err := strictjson.Decode(content, dst); err != nil {
 		return refuse(ev, RuleSchema, "content does not match schema v%d: %v", SchemaVersion, err)
 	}
-	if dec.More() {
-		return refuse(ev, RuleSchema, "trailing data after the JSON object")
-	}
 	return nil
-}
-
-// checkKeys refuses JSON that encoding/json would read leniently: a key given twice in one
-// object (the decoder keeps the last) and keys not in lowercase (it matches names without
-// regard to case). With DisallowUnknownFields this makes decoding exact: every key our schema
-// reads is spelled once, as written.
-func checkKeys(content []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(content))
-	dec.UseNumber()
-	type frame struct {
-		object bool
-		seen   map[string]bool
-		key    bool // the next token in this object is a key
-	}
-	var stack []*frame
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
-			stack = stack[:len(stack)-1]
-			if len(stack) > 0 && stack[len(stack)-1].object {
-				stack[len(stack)-1].key = true
-			}
-			continue
-		}
-		if top != nil && top.object && top.key {
-			k, _ := tok.(string)
-			if top.seen[k] {
-				return fmt.Errorf("key %q appears twice", k)
-			}
-			if strings.ToLower(k) != k {
-				return fmt.Errorf("key %q is not lowercase", k)
-			}
-			top.seen[k] = true
-			top.key = false
-			continue
-		}
-		if top != nil && top.object {
-			top.key = true // a value is being read; a key comes after it
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, &frame{object: true, seen: map[string]bool{}, key: true})
-		case json.Delim('['):
-			stack = append(stack, &frame{})
-		}
-	}
 }
 
 // decryptSelf opens NIP-44 content the owner encrypted to themself.
