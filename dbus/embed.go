@@ -1,0 +1,11 @@
+// Package dbus carries the project's D-Bus files: the introspection XML of org.nostr.Homed1
+// (embedded here so the daemon serves exactly the interface that is documented) and the bus
+// policy, installed to /usr/share/dbus-1/system.d by `make install`.
+package dbus
+
+import _ "embed"
+
+// Homed1XML is dbus/org.nostr.Homed1.xml.
+//
+//go:embed org.nostr.Homed1.xml
+var Homed1XML string
