@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/nostr-homed/nostr-homed/internal/heapwatch"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -15,7 +16,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -484,26 +484,7 @@ func TestLargeStreamingRoundTrip(t *testing.T) {
 	buf = nil
 	defer f.Close()
 
-	runtime.GC()
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak.Load() {
-				peak.Store(ms.HeapInuse)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
+	stop := heapwatch.Start()
 	c := client(t, signer(t), []string{blossomURL})
 	ctx := context.Background()
 	if _, err := c.Put(ctx, hash, size, f); err != nil {
@@ -516,13 +497,12 @@ func TestLargeStreamingRoundTrip(t *testing.T) {
 	got := sha256.New()
 	n, err := io.Copy(got, rc)
 	rc.Close()
-	close(stop)
-	wg.Wait()
+	peak := stop()
 	if err != nil || n != size || hex.EncodeToString(got.Sum(nil)) != hash {
 		t.Fatalf("download: %d bytes, %v", n, err)
 	}
-	t.Logf("peak client HeapInuse during 256 MiB up+down: %.1f MiB", float64(peak.Load())/(1<<20))
-	if peak.Load() > 64<<20 {
-		t.Fatalf("client heap reached %.1f MiB, limit 64 MiB", float64(peak.Load())/(1<<20))
+	t.Logf("peak client HeapInuse during 256 MiB up+down: %.1f MiB", float64(peak)/(1<<20))
+	if peak > 64<<20 {
+		t.Fatalf("client heap reached %.1f MiB, limit 64 MiB", float64(peak)/(1<<20))
 	}
 }

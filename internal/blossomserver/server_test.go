@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/nostr-homed/nostr-homed/internal/heapwatch"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -15,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -507,30 +507,6 @@ func TestConcurrentUploadsOfOneBlob(t *testing.T) {
 	}
 }
 
-// heapWatch samples HeapInuse every few milliseconds until stopped and returns the peak.
-func heapWatch() (stop func() uint64) {
-	var peak atomic.Uint64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		var ms runtime.MemStats
-		tick := time.NewTicker(3 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak.Load() {
-				peak.Store(ms.HeapInuse)
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	})
-	return func() uint64 { close(done); wg.Wait(); return peak.Load() }
-}
-
 func TestLargeUploadStreams(t *testing.T) {
 	if testing.Short() {
 		t.Skip("256 MiB upload")
@@ -549,7 +525,7 @@ func TestLargeUploadStreams(t *testing.T) {
 	h := hex.EncodeToString(hasher.Sum(nil))
 
 	runtime.GC()
-	stop := heapWatch()
+	stop := heapwatch.Start()
 	pr, pw := io.Pipe()
 	go func() { _, err := io.Copy(pw, stream()); pw.CloseWithError(err) }()
 	r, _ := http.NewRequest(http.MethodPut, ts.hs.URL+"/upload", pr)
@@ -573,7 +549,7 @@ func TestLargeUploadStreams(t *testing.T) {
 	}
 
 	runtime.GC()
-	stop = heapWatch()
+	stop = heapwatch.Start()
 	start = time.Now()
 	resp = ts.req(http.MethodGet, "/"+h, nil)
 	got := sha256.New()

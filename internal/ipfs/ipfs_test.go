@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nostr-homed/nostr-homed/internal/heapwatch"
 	"io"
 	"math/rand/v2"
 	"mime"
@@ -19,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -291,35 +291,6 @@ func (p prngBlob) ReadAt(b []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
-}
-
-// heapWatch samples the heap in use until stopped and returns the peak.
-func heapWatch() (stop func() uint64) {
-	runtime.GC()
-	var peak atomic.Uint64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak.Load() {
-				peak.Store(ms.HeapInuse)
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
-	return func() uint64 {
-		close(done)
-		wg.Wait()
-		return peak.Load()
-	}
 }
 
 // readAll(t)(c.Get(...)) reads a whole stream or ends the test.
@@ -737,7 +708,7 @@ func TestLargeStreamingRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stop := heapWatch()
+	stop := heapwatch.Start()
 	start := time.Now()
 	rs, err := c.Put(ctx, h, size, src)
 	putTime := time.Since(start)
@@ -753,7 +724,7 @@ func TestLargeStreamingRoundTrip(t *testing.T) {
 		t.Errorf("Put: peak HeapInuse %d bytes, want < %d", peak, heapLimit)
 	}
 
-	stop = heapWatch()
+	stop = heapwatch.Start()
 	start = time.Now()
 	rc, err := c.Get(ctx, h)
 	if err != nil {
