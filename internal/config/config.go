@@ -135,9 +135,11 @@ func Default() Config {
 			Database: "/var/lib/nostr-homed/users.db",
 			HomeBase: "/home",
 			Shell:    "/bin/bash",
-			// systemd leaves 65536-524287 unassigned; this default sits inside it.
-			UIDBase:  200000,
-			UIDRange: 262144,
+			// systemd leaves 65536-524287 unassigned; this default sits inside it and below
+			// 100000, where Debian's useradd starts handing out subordinate IDs
+			// (/etc/subuid), which rootless containers run as without listing them in passwd.
+			UIDBase:  65536,
+			UIDRange: 34464,
 		},
 		Cache:   Cache{Dir: "/var/cache/nostrfs", Quota: 10 << 30},
 		Session: Session{MountTimeout: Duration{10 * time.Second}, FlushTimeout: Duration{30 * time.Second}, RuntimeDir: "/run/nostr-homed", Supervisor: "auto"},

@@ -9,6 +9,8 @@
 -- The NSS module reads only: users(name, uid, gid, gecos, home, shell),
 -- groups(name, gid), members(gid, user_name), and meta('schema_version').
 -- Changing any of those columns is a schema version bump that the NSS module must follow.
+-- userdb applies this whole file on every open (every statement is idempotent), so a new
+-- table the NSS module does not read is added here without a version bump.
 
 PRAGMA journal_mode = WAL;
 
@@ -47,6 +49,15 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS uid_allocations (
     uid    INTEGER PRIMARY KEY,
     pubkey TEXT NOT NULL UNIQUE
+);
+
+-- Every GID ever given to a supplementary group name (writer only: the NSS module does not
+-- read this table, so adding it needed no version bump). Supplementary GIDs come from the
+-- same range as UIDs and never equal an allocated UID, so they never equal a private
+-- group's gid. A GID is never given to another name, even after the group is removed.
+CREATE TABLE IF NOT EXISTS gid_allocations (
+    gid  INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
 );
 
 INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1');
