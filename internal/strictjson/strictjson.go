@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 )
 
 // Decode decodes data into v strictly (see the package doc).
@@ -64,8 +63,12 @@ func checkKeys(content []byte) error {
 			if top.seen[k] {
 				return fmt.Errorf("key %q appears twice", k)
 			}
-			if strings.ToLower(k) != k {
-				return fmt.Errorf("key %q is not lowercase", k)
+			// Plain lowercase ASCII only: encoding/json matches keys with Unicode case
+			// folding, so "ſize" (U+017F) would otherwise reach the field "size".
+			for i := 0; i < len(k); i++ {
+				if k[i] >= 0x80 || (k[i] >= 'A' && k[i] <= 'Z') {
+					return fmt.Errorf("key %q is not plain lowercase ASCII", k)
+				}
 			}
 			top.seen[k] = true
 			top.key = false

@@ -25,6 +25,8 @@ func TestDecode(t *testing.T) {
 		"trailing":         `{"a":1}{}`,
 		"trailing garbage": `{"a":1} x`,
 		"not json":         `hello`,
+		"unicode fold":     `{"a":1,"ſ":2}`,
+		"long s for a key": "{\"in\":{\"ſ\":1}}",
 	} {
 		if err := Decode([]byte(in), &d); err == nil {
 			t.Errorf("%s: %s accepted", name, in)
