@@ -38,11 +38,19 @@ func (r *recorder) BeginLogin(ctx context.Context, user, service, rhost string) 
 func (r *recorder) CompleteLogin(ctx context.Context, id, secret string) error {
 	return r.note("CompleteLogin " + id)
 }
-func (r *recorder) CancelLogin(ctx context.Context, id string) error { return r.note("CancelLogin " + id) }
-func (r *recorder) CheckAccount(ctx context.Context, u string) error { return r.note("CheckAccount " + u) }
-func (r *recorder) OpenSession(ctx context.Context, u string) error  { return r.note("OpenSession " + u) }
-func (r *recorder) CloseSession(ctx context.Context, u string) error { return r.note("CloseSession " + u) }
-func (r *recorder) WarmCache(ctx context.Context, t string) error    { return r.note("WarmCache " + t) }
+func (r *recorder) CancelLogin(ctx context.Context, id string) error {
+	return r.note("CancelLogin " + id)
+}
+func (r *recorder) CheckAccount(ctx context.Context, u string) error {
+	return r.note("CheckAccount " + u)
+}
+func (r *recorder) OpenSession(ctx context.Context, u string) error {
+	return r.note("OpenSession " + u)
+}
+func (r *recorder) CloseSession(ctx context.Context, u string) error {
+	return r.note("CloseSession " + u)
+}
+func (r *recorder) WarmCache(ctx context.Context, t string) error { return r.note("WarmCache " + t) }
 func (r *recorder) Status(ctx context.Context, u string) (string, error) {
 	return `{"user":"` + u + `"}`, r.note("Status " + u)
 }
