@@ -1,0 +1,134 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/coreos/go-systemd/v22/unit"
+)
+
+// Systemd is the Mounter for machines where systemd is PID 1: it starts nostrfs@USER.service
+// through systemd's D-Bus API (go-systemd) and waits for the start job. The unit is to be
+// Type=notify, so systemd completes the job when nostrfs sends READY=1 on systemd's own
+// NOTIFY_SOCKET: the same protocol the builtin Supervisor speaks. The unit's ExecStart names
+// the mount point and configuration (the units are not part of this package).
+//
+// Not tested here: systemd is not PID 1 on the project's test machines.
+type Systemd struct{}
+
+// Name implements Mounter.
+func (s *Systemd) Name() string { return "systemd" }
+
+// UnitName is the instance of nostrfs@.service for user (escaped as systemd-escape does).
+func UnitName(user string) string { return "nostrfs@" + unit.UnitNameEscape(user) + ".service" }
+
+// Mount implements Mounter.
+func (s *Systemd) Mount(ctx context.Context, req MountRequest) (Mount, error) {
+	conn, err := sddbus.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to systemd: %w", err)
+	}
+	name := UnitName(req.User)
+	ch := make(chan string, 1)
+	if _, err := conn.StartUnitContext(ctx, name, "replace", ch); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	select {
+	case res := <-ch:
+		if res == "done" {
+			return &unitMount{conn: conn, name: name}, nil
+		}
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		msg := describeUnit(dctx, conn, name)
+		cancel()
+		conn.Close()
+		return nil, fmt.Errorf("%s: start job %s (%s); see journalctl -u %s", name, res, msg, name)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		conn.StopUnitContext(sctx, name, "replace", nil)
+		cancel()
+		conn.Close()
+		return nil, fmt.Errorf("%s: %w (%v)", name, ErrNotReady, ctx.Err())
+	}
+}
+
+func describeUnit(ctx context.Context, conn *sddbus.Conn, name string) string {
+	p, err := conn.GetUnitPropertiesContext(ctx, name)
+	if err != nil {
+		return err.Error()
+	}
+	s := fmt.Sprintf("%v/%v", p["ActiveState"], p["SubState"])
+	if sp, err := conn.GetUnitTypePropertiesContext(ctx, name, "Service"); err == nil {
+		s += fmt.Sprintf(", result %v, exit status %v", sp["Result"], sp["ExecMainStatus"])
+		if t, ok := sp["StatusText"].(string); ok && t != "" {
+			s += ": " + t
+		}
+	}
+	return s
+}
+
+// unitMount is a started nostrfs@USER.service.
+type unitMount struct {
+	conn *sddbus.Conn
+	name string
+
+	mu    sync.Mutex
+	state string
+}
+
+// Stop implements Mount: stop the unit (systemd sends SIGTERM); when ctx ends, SIGKILL.
+func (m *unitMount) Stop(ctx context.Context) error {
+	defer m.conn.Close()
+	m.setState("stopping")
+	ch := make(chan string, 1)
+	if _, err := m.conn.StopUnitContext(ctx, m.name, "replace", ch); err != nil {
+		return fmt.Errorf("stopping %s: %w", m.name, err)
+	}
+	select {
+	case res := <-ch:
+		m.setState("stopped")
+		if res != "done" {
+			return fmt.Errorf("stopping %s: job %s", m.name, res)
+		}
+		return nil
+	case <-ctx.Done():
+		kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		m.conn.KillUnitWithTarget(kctx, m.name, sddbus.All, int32(syscall.SIGKILL))
+		m.setState("stopped")
+		return fmt.Errorf("%s did not stop within the flush bound: killed", m.name)
+	}
+}
+
+func (m *unitMount) setState(s string) {
+	m.mu.Lock()
+	m.state = s
+	m.mu.Unlock()
+}
+
+// Info implements Mount.
+func (m *unitMount) Info() MountInfo {
+	m.mu.Lock()
+	st := m.state
+	m.mu.Unlock()
+	mi := MountInfo{State: st, Unit: m.name}
+	if st == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		mi.State = "ready"
+		if p, err := m.conn.GetUnitPropertiesContext(ctx, m.name); err == nil && p["ActiveState"] != "active" {
+			mi.State = fmt.Sprint(p["ActiveState"])
+		}
+		if sp, err := m.conn.GetUnitTypePropertiesContext(ctx, m.name, "Service"); err == nil {
+			if t, ok := sp["StatusText"].(string); ok {
+				mi.Message = t
+			}
+		}
+	}
+	return mi
+}
