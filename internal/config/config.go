@@ -240,8 +240,8 @@ func (c *Config) Check() error {
 	}
 	for name, d := range map[string]Duration{"session.mount_timeout": c.Session.MountTimeout, "session.flush_timeout": c.Session.FlushTimeout,
 		"login.challenge_ttl": c.Login.ChallengeTTL, "login.remote_signer_timeout": c.Login.RemoteSignerTimeout} {
-		if d.Duration <= 0 || d.Duration > time.Hour {
-			bad("%s: %s must be between 0 and 1h", name, d)
+		if d.Duration < time.Second || d.Duration > time.Hour {
+			bad("%s: %s must be between 1s and 1h", name, d)
 		}
 	}
 	switch c.Session.Supervisor {

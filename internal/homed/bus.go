@@ -75,8 +75,7 @@ type LoginStart struct {
 	LoginID, Method, Prompt, Message, URI string
 }
 
-// Service is the daemon's work, called once the caller is authorised. Every method gets the
-// caller's UID for logging; authorisation has already happened.
+// Service is the daemon's work, called only after the caller has been authorised.
 type Service interface {
 	BeginLogin(ctx context.Context, user, service, rhost string) (LoginStart, error)
 	CompleteLogin(ctx context.Context, loginID, secret string) error
