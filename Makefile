@@ -37,7 +37,7 @@ $(BUILD)/%: FORCE
 	@mkdir -p $(BUILD)
 	$(GO_BUILD) -o $@ ./cmd/$*
 
-test: build $(BUILD)/ipfs test-go test-c test-install ## build, then run every test (as root: mounts, PAM, NSS)
+test: build $(BUILD)/ipfs test-go test-c test-install test-units ## build, then run every test (as root: mounts, PAM, NSS)
 
 test-go: ## run the Go tests
 	NOSTR_HOMED_DEVSTACK_BIN=$(abspath $(BUILD))/nostr-homed-devstack \
@@ -48,6 +48,10 @@ test-c: test-nss test-pam ## run the NSS and PAM module tests
 
 test-install: build ## check `make install` with DESTDIR and PREFIX
 	bash scripts/test-install.sh
+
+.PHONY: test-units
+test-units: build ## check the systemd units: systemd-analyze verify, exposure scores, install
+	BUILD=$(BUILD) bash scripts/test-units.sh
 
 demo: $(BUILD)/nostr-homed-devstack ## run the demo on an embedded local relay and Blossom server
 	$(BUILD)/nostr-homed-devstack demo
