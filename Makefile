@@ -76,7 +76,7 @@ install: ## install the built artifacts into $(DESTDIR)$(PREFIX) (PAM, NSS, bina
 	install -m 0644 $(PAM_SO) $(DESTDIR)$(LIBDIR)/security/pam_nostr.so
 	install -m 0644 $(NSS_SO) $(DESTDIR)$(LIBDIR)/libnss_nostr.so.2
 	install -m 0644 dbus/org.nostr.Homed1.conf $(DESTDIR)$(PREFIX)/share/dbus-1/system.d/
-	install -m 0644 dbus/org.nostr.Homed1.xml $(DESTDIR)$(PREFIX)/share/dbus-1/interfaces/
+	install -m 0644 dbus/org.nostr.Homed1.xml dbus/org.nostr.Signer.xml $(DESTDIR)$(PREFIX)/share/dbus-1/interfaces/
 	test -e $(DESTDIR)$(SYSCONFDIR)/nostr-homed/config.toml || \
 	  install -m 0644 config.example.toml $(DESTDIR)$(SYSCONFDIR)/nostr-homed/config.toml
 	for u in $(wildcard systemd/*.service); do install -m 0644 $$u $(DESTDIR)$(PREFIX)/lib/systemd/system/; done

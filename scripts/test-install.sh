@@ -18,6 +18,7 @@ check 644 "/usr/lib/$multiarch/security/pam_nostr.so"
 check 644 "/usr/lib/$multiarch/libnss_nostr.so.2"
 check 644 /usr/share/dbus-1/system.d/org.nostr.Homed1.conf
 check 644 /usr/share/dbus-1/interfaces/org.nostr.Homed1.xml
+check 644 /usr/share/dbus-1/interfaces/org.nostr.Signer.xml
 check 644 /etc/nostr-homed/config.toml
 # A second install keeps the admin's configuration.
 echo "# edited" >> "$dest/etc/nostr-homed/config.toml"

@@ -228,6 +228,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("daemon: connecting to the system bus: %w", err)
 	}
 	defer conn.Close()
+	// The session signers first: Export requests the name, and then everything is there.
+	if err := homed.ExportSigner(ctx, conn, d, busfiles.SignerXML, homed.SignerOptions{Logf: d.logf, Now: d.opts.Now}); err != nil {
+		return err
+	}
 	if err := homed.Export(ctx, conn, d, busfiles.Homed1XML); err != nil {
 		return err
 	}

@@ -136,6 +136,8 @@ type env struct {
 type envOpts struct {
 	nostrfs string // the binary the supervisor runs
 	mutate  func(*config.Config)
+	// policies are extra bus policy files, next to the project's (dbustest.Start).
+	policies []string
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -143,7 +145,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	requireRoot(t)
 	base := t.TempDir()
 	st := devstacktest.Start(t)
-	bus := dbustest.Start(t)
+	bus := dbustest.Start(t, o.policies...)
 	e := &env{t: t, bus: bus, stack: st, base: base, logs: &logBuf{},
 		rt: filepath.Join(base, "run"), home: filepath.Join(base, "home")}
 	must(t, os.WriteFile(filepath.Join(base, "passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"), 0o644))
