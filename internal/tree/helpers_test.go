@@ -70,7 +70,7 @@ func (m *memStore) Get(ctx context.Context, hash string) (io.ReadCloser, error) 
 }
 
 func (m *memStore) GetRange(ctx context.Context, hash string, offset, length int64) (io.ReadCloser, error) {
-	return nil, errors.New("not implemented")
+	return nil, errors.New("memStore: package tree reads whole blobs only; GetRange is unused")
 }
 
 func (m *memStore) Stat(ctx context.Context, hash string) (int64, error) {
