@@ -12,6 +12,8 @@ require (
 	github.com/fiatjaf/eventstore v0.17.8
 	github.com/fiatjaf/khatru v0.19.1
 	github.com/godbus/dbus/v5 v5.2.4
+	github.com/hanwen/go-fuse/v2 v2.12.1
+	github.com/msteinert/pam/v2 v2.1.0
 	github.com/nbd-wtf/go-nostr v0.52.3
 	golang.org/x/crypto v0.43.0
 	golang.org/x/sys v0.49.0
