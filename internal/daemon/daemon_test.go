@@ -290,6 +290,10 @@ func TestPolicy(t *testing.T) {
 	if err := d.CheckAccount(ctx, "carol"); homedName(err) != homed.ErrUnknownUser {
 		t.Fatalf("carol: %v", err)
 	}
+	// OpenSession enforces the policy itself, whatever the account phase said.
+	if err := d.OpenSession(ctx, "bob"); homedName(err) != homed.ErrNotAllowed {
+		t.Fatalf("OpenSession for bob, excluded by policy: %v", err)
+	}
 
 	d2, err := newDaemon(t, func(c *config.Config) {
 		c.Policy.AllowNpubs = []string{alice.npub}

@@ -118,6 +118,8 @@ func (d *Daemon) CompleteLogin(ctx context.Context, loginID, secret string) erro
 	}
 	ch, err := d.issuer.Lookup(loginID)
 	if err != nil {
+		// Expired, replayed or unknown IDs leave a trace: a replay attempt is worth seeing.
+		d.logf("login %s: %v", clip(loginID, 8), err)
 		return loginErr(err, homed.ErrAuthFailed)
 	}
 	d.mu.Lock()

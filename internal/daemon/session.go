@@ -126,6 +126,11 @@ func (d *Daemon) OpenSession(ctx context.Context, user string) error {
 	if err != nil {
 		return err
 	}
+	// The login policy holds here too, not only in CheckAccount: a PAM stack whose account
+	// phase is satisfied by another module must still not mount an excluded user's home.
+	if err := d.CheckAccount(ctx, user); err != nil {
+		return err
+	}
 	us := d.userState(user)
 	for {
 		if d.isClosing() {
