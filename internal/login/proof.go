@@ -163,13 +163,13 @@ func (is *Issuer) Begin(user, pubkey, host, service string) (*Challenge, error) 
 	}
 	now := is.now()
 	ch := Challenge{
-		LoginID:   id,
-		User:      user,
-		PubKey:    pubkey,
-		Host:      host,
-		Service:   service,
-		Nonce:     nonce,
-		IssuedAt:  time.Unix(now.Unix(), 0),
+		LoginID:  id,
+		User:     user,
+		PubKey:   pubkey,
+		Host:     host,
+		Service:  service,
+		Nonce:    nonce,
+		IssuedAt: time.Unix(now.Unix(), 0),
 		// Rounded up to the second the expiration tag can say, so a challenge lives at least
 		// its TTL (rounding down cut a 1 s TTL to almost nothing).
 		ExpiresAt: time.Unix(now.Add(is.ttl).Add(time.Second-1).Unix(), 0),
