@@ -80,6 +80,7 @@ type Stack struct {
 	mu      sync.Mutex
 	sockets map[*khatru.WebSocket]struct{} // open relay connections
 	conns   map[string]net.Conn            // hijacked (WebSocket) connections by remote address
+	fresh   map[net.Conn]struct{}          // connections that have not sent a request yet
 
 	closeOnce sync.Once
 	closeErr  error
@@ -127,6 +128,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		serveDone: make(chan struct{}),
 		sockets:   make(map[*khatru.WebSocket]struct{}),
 		conns:     make(map[string]net.Conn),
+		fresh:     make(map[net.Conn]struct{}),
 	}
 
 	s.blossom, err = blossomserver.New(blossomDir, blossomserver.Options{
@@ -216,10 +218,29 @@ func (s *Stack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // trackConn remembers hijacked connections (khatru's WebSockets): http.Server.Shutdown does
 // not close them, Close does.
 func (s *Stack) trackConn(c net.Conn, state http.ConnState) {
-	if state == http.StateHijacked {
-		s.mu.Lock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		s.fresh[c] = struct{}{}
+	case http.StateHijacked:
+		delete(s.fresh, c)
 		s.conns[c.RemoteAddr().String()] = c
-		s.mu.Unlock()
+	default:
+		delete(s.fresh, c)
+	}
+}
+
+// closeFresh closes connections that have not sent a request. http.Server.Shutdown counts
+// them as busy for their first 5 seconds (a request may be on its way), which would make a
+// client's idle pre-dialled connection stall every shutdown; at shutdown no new request is
+// wanted, so they can go.
+func (s *Stack) closeFresh() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.fresh {
+		c.Close()
+		delete(s.fresh, c)
 	}
 }
 
@@ -269,7 +290,22 @@ func (s *Stack) Shutdown(ctx context.Context) error {
 
 func (s *Stack) shutdown(ctx context.Context) error {
 	var errs []error
-	if err := s.srv.Shutdown(ctx); err != nil {
+	stopFresh := make(chan struct{})
+	go func() { // until Shutdown returns: it has closed the listener, so few new ones arrive
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			s.closeFresh()
+			select {
+			case <-stopFresh:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	err := s.srv.Shutdown(ctx)
+	close(stopFresh)
+	if err != nil {
 		errs = append(errs, fmt.Errorf("devstack: HTTP requests still running: %w", err))
 		s.srv.Close()
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -415,5 +416,24 @@ func TestCloseEndsRelayConnections(t *testing.T) {
 	}
 	if err := st.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestIdleConnectionDoesNotStallClose: a client connection that never sent a request (HTTP
+// clients dial ahead) must not hold up shutdown; http.Server.Shutdown alone waits 5 s for it.
+func TestIdleConnectionDoesNotStallClose(t *testing.T) {
+	st := devstacktest.Start(t)
+	c, err := net.Dial("tcp", st.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond) // let the server see the connection
+	start := time.Now()
+	if err := st.Close(); err != nil {
+		t.Fatalf("Close with an idle connection: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Close took %v", took)
 	}
 }
