@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
 	"io"
 	"net"
 	"net/http"
@@ -15,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -213,7 +213,7 @@ func startPlainServer(dir string) (url string, closeFn func(), err error) {
 // stop sends SIGTERM and waits for it to exit (SIGKILL after 10 s).
 func startDevstack(ctx context.Context, bin, dataDir string) (blossomURL string, stop func(), err error) {
 	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--data", dataDir)
-	stderr := &lockedBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -276,22 +276,4 @@ func startDevstack(ctx context.Context, bin, dataDir string) (blossomURL string,
 			return "", nil, ctx.Err()
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe to write from the child's stderr copier while read.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
 	"os"
 	"path/filepath"
 	"strings"
@@ -260,7 +261,7 @@ func newDaemon(t *testing.T, mutate func(*config.Config)) (*daemon.Daemon, error
 		mutate(&cfg)
 	}
 	d, err := daemon.New(cfg, daemon.Options{PasswdPath: filepath.Join(base, "passwd"), GroupPath: filepath.Join(base, "group"),
-		SubUIDPath: filepath.Join(base, "none"), SubGIDPath: filepath.Join(base, "none"), Hostname: "h", Log: &logBuf{}})
+		SubUIDPath: filepath.Join(base, "none"), SubGIDPath: filepath.Join(base, "none"), Hostname: "h", Log: &syncbuf.Buffer{}})
 	if err == nil {
 		t.Cleanup(func() { d.Close() })
 	}
@@ -358,7 +359,7 @@ func newDaemonAt(t *testing.T, base, db string) (*daemon.Daemon, error) {
 	cfg.Session.RuntimeDir = filepath.Join(base, "run")
 	cfg.Session.Supervisor = "builtin"
 	return daemon.New(cfg, daemon.Options{PasswdPath: filepath.Join(base, "passwd"), GroupPath: filepath.Join(base, "group"),
-		SubUIDPath: filepath.Join(base, "none"), SubGIDPath: filepath.Join(base, "none"), Hostname: "h", Log: &logBuf{}})
+		SubUIDPath: filepath.Join(base, "none"), SubGIDPath: filepath.Join(base, "none"), Hostname: "h", Log: &syncbuf.Buffer{}})
 }
 
 func TestSystemdSupervisorWithoutSystemd(t *testing.T) {

@@ -1,10 +1,11 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/nostr-homed/nostr-homed/internal/modroot"
+	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,7 +57,7 @@ func binaries(t *testing.T) (nostrfs, fake string) {
 		if binErr != nil {
 			return
 		}
-		root, err := moduleRoot()
+		root, err := modroot.Find()
 		if err != nil {
 			binErr = err
 			return
@@ -76,46 +77,11 @@ func binaries(t *testing.T) (nostrfs, fake string) {
 	return filepath.Join(binDir, "nostrfs"), filepath.Join(binDir, "fake-nostrfs")
 }
 
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the daemon owns org.nostr.Homed1 under the root-only bus policy and chowns secrets")
 	}
-}
-
-// logBuf collects the daemon's log; it is printed when a test fails.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // env is a daemon serving a private system-like bus, with a real relay and real files
@@ -130,7 +96,7 @@ type env struct {
 	rt    string
 	home  string
 	conn  *dbus.Conn
-	logs  *logBuf
+	logs  *syncbuf.Buffer
 }
 
 type envOpts struct {
@@ -146,7 +112,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	base := t.TempDir()
 	st := devstacktest.Start(t)
 	bus := dbustest.Start(t, o.policies...)
-	e := &env{t: t, bus: bus, stack: st, base: base, logs: &logBuf{},
+	e := &env{t: t, bus: bus, stack: st, base: base, logs: &syncbuf.Buffer{},
 		rt: filepath.Join(base, "run"), home: filepath.Join(base, "home")}
 	must(t, os.WriteFile(filepath.Join(base, "passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"), 0o644))
 	must(t, os.WriteFile(filepath.Join(base, "group"), []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644))

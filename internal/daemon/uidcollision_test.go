@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"encoding/hex"
+	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
 	"os"
 	"path/filepath"
 	"testing"
@@ -32,7 +33,7 @@ func TestUIDCollisionThroughConfig(t *testing.T) {
 	must(t, cfg.Check())
 	start := func() *daemon.Daemon {
 		d, err := daemon.New(cfg, daemon.Options{PasswdPath: filepath.Join(base, "passwd"), GroupPath: filepath.Join(base, "group"),
-			SubUIDPath: filepath.Join(base, "none"), SubGIDPath: filepath.Join(base, "none"), Hostname: "h", Log: &logBuf{}})
+			SubUIDPath: filepath.Join(base, "none"), SubGIDPath: filepath.Join(base, "none"), Hostname: "h", Log: &syncbuf.Buffer{}})
 		must(t, err)
 		return d
 	}

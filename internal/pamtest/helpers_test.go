@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nostr-homed/nostr-homed/internal/modroot"
+	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
 	"io"
 	"os"
 	"os/exec"
@@ -52,25 +54,17 @@ func requireRoot(t *testing.T) {
 	}
 }
 
+// pamModule is the absolute path of the built module.
+// repoRoot is the module root, or the end of the test.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	root, err := modroot.Find()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
-	}
+	return root
 }
 
-// pamModule is the absolute path of the built module.
 func pamModule(t *testing.T) string {
 	t.Helper()
 	p := filepath.Join(repoRoot(t), "build", "pam_nostr.so")
@@ -140,23 +134,6 @@ func must(t *testing.T, err error) {
 
 // ---- the environment --------------------------------------------------------------------
 
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // env is the real daemon (the nostr-homectl binary) on a private bus, with a real relay,
 // enrolled users, and a PAM service file using the real module.
 type env struct {
@@ -167,7 +144,7 @@ type env struct {
 	cfgPath string
 	svc     string // PAM service name
 	conn    *dbus.Conn
-	logs    *logBuf
+	logs    *syncbuf.Buffer
 	daemon  *exec.Cmd
 	exited  chan struct{}
 }
@@ -188,7 +165,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 			t.Fatalf("%s not found: %v", tool, err)
 		}
 	}
-	e := &env{t: t, dir: t.TempDir(), logs: &logBuf{}}
+	e := &env{t: t, dir: t.TempDir(), logs: &syncbuf.Buffer{}}
 	e.stack = devstacktest.Start(t)
 	e.bus = dbustest.Start(t)
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", e.bus.Address) // the in-process module reads it

@@ -12,10 +12,11 @@ package devstacktest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nostr-homed/nostr-homed/internal/modroot"
+	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
 	"io"
 	"os"
 	"os/exec"
@@ -90,7 +91,7 @@ type Process struct {
 	DataDir    string
 	Cmd        *exec.Cmd
 
-	stderr     *syncBuffer
+	stderr     *syncbuf.Buffer
 	exited     chan struct{}
 	waitErr    error
 	stopOnce   sync.Once
@@ -127,7 +128,7 @@ func StartProcess(t testing.TB, extra ...string) *Process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Process{DataDir: dir, Cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &Process{DataDir: dir, Cmd: cmd, stderr: &syncbuf.Buffer{Limit: 4 << 20}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("devstacktest: starting %s: %v", bin, err)
@@ -228,26 +229,6 @@ func (p *Process) stopWith(sig syscall.Signal) error {
 // Stderr is what the process has written to stderr so far.
 func (p *Process) Stderr() string { return p.stderr.String() }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.b.Len() > 4<<20 {
-		return len(p), nil // keep the first 4 MiB
-	}
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 var (
 	buildOnce sync.Once
 	buildDir  string
@@ -280,9 +261,9 @@ func RemoveBinary() {
 }
 
 func build() (string, error) {
-	root, err := moduleRoot()
+	root, err := modroot.Find()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w; set %s to a built nostr-homed-devstack", err, EnvBinary)
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -305,24 +286,6 @@ func build() (string, error) {
 	return out, nil
 }
 
-// moduleRoot walks up from the working directory (a test's package directory) to go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory; set " + EnvBinary)
-		}
-		dir = parent
-	}
-}
-
 // removeStaleBuilds removes build directories of test processes that no longer run.
 func removeStaleBuilds() {
 	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), binDirPrefix+"*"))
@@ -339,4 +302,4 @@ func removeStaleBuilds() {
 	}
 }
 
-var _ io.Writer = (*syncBuffer)(nil)
+var _ io.Writer = (*syncbuf.Buffer)(nil)
