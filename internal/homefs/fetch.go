@@ -20,6 +20,7 @@ import (
 type fetcher struct {
 	cache *cas.Store
 	up    tree.Fetcher
+	store blobstore.Store // for whole blobs (fetchBlob)
 	logf  func(string, ...any)
 	// timeout bounds one upstream fetch; set by the FS.
 	timeout time.Duration
@@ -107,4 +108,47 @@ func (f *fetcher) fetch(ref tree.ChunkRef) ([]byte, error) {
 		f.logf("homefs: cache put %s: %v", ref.Hash, err)
 	}
 	return blob, nil
+}
+
+// fetchBlob returns the whole blob hash of size bytes (a root pointer blob): from the cache,
+// or from the store (which verifies the hash), then cached. Not merged with other fetches:
+// it is read once per manifest.
+func (f *fetcher) fetchBlob(ctx context.Context, hash string, size int64) ([]byte, error) {
+	if err := blobstore.CheckHash(hash); err != nil {
+		return nil, err
+	}
+	if o, err := f.cache.Open(hash); err == nil {
+		defer o.Close()
+		if o.Size() != size {
+			return nil, fmt.Errorf("homefs: cached blob %s has %d bytes, want %d", hash, o.Size(), size)
+		}
+		b := make([]byte, size)
+		if _, err := o.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		f.cached.Add(1)
+		return b, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	rc, err := f.store.Get(ctx, hash)
+	if err != nil {
+		return nil, fmt.Errorf("homefs: fetch %s: %w", hash, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, size+1))
+	if err != nil {
+		return nil, fmt.Errorf("homefs: fetch %s: %w", hash, err)
+	}
+	if int64(len(b)) != size {
+		return nil, fmt.Errorf("homefs: blob %s has %d bytes, the manifest says %d", hash, len(b), size)
+	}
+	f.fetched.Add(1)
+	if _, err := f.cache.Put(hash, bytes.NewReader(b)); err != nil {
+		if errors.Is(err, blobstore.ErrHashMismatch) {
+			return nil, fmt.Errorf("homefs: fetch %s: %w", hash, err)
+		}
+		f.logf("homefs: cache put %s: %v", hash, err)
+	}
+	return b, nil
 }

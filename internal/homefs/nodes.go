@@ -2,14 +2,19 @@ package homefs
 
 import (
 	"context"
+	"database/sql"
 	"errors"
-	"io"
-	"sort"
+	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
+	"unicode/utf8"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/nostr-homed/nostr-homed/internal/tree"
 )
@@ -17,121 +22,695 @@ import (
 // blockSize is st_blksize, the preferred I/O size reported for every inode.
 const blockSize = 128 << 10
 
-// base is what every node has: its entry (a copy; immutable) and its path, for logs.
-type base struct {
-	fs    *FS
-	path  string
-	entry tree.Entry
-}
-
-type dirNode struct {
+// node is every inode of the mount: its number is its row in state.db, and everything else
+// about it lives there. go-fuse keeps one node per inode the kernel knows.
+type node struct {
 	fs.Inode
-	base
-	mu      sync.Mutex // guards listing; never held across a fetch or a decode
-	listing []tree.Entry
-}
+	fsys *FS
+	ino  int64
 
-type fileNode struct {
-	fs.Inode
-	base
-}
-
-type linkNode struct {
-	fs.Inode
-	base
+	// mu guards the open counts and serialises materialising the file (which may fetch:
+	// see the package doc).
+	mu      sync.Mutex
+	ptOpens int // open handles served by FUSE passthrough
+	rdOpens int // open handles served by READ/WRITE requests
+	// unlinked says the row is gone: the data file goes at the last release. Guarded by
+	// FS.mu (set by unlink and rename, read by the last release, both under FS.mu).
+	unlinked bool
 }
 
 var (
-	_ = (fs.InodeEmbedder)((*dirNode)(nil))
-	_ = (fs.NodeLookuper)((*dirNode)(nil))
-	_ = (fs.NodeReaddirer)((*dirNode)(nil))
-	_ = (fs.NodeOpendirer)((*dirNode)(nil))
-	_ = (fs.NodeGetattrer)((*dirNode)(nil))
-	_ = (fs.NodeStatfser)((*dirNode)(nil))
-	_ = (fs.NodeGetxattrer)((*dirNode)(nil))
-	_ = (fs.NodeListxattrer)((*dirNode)(nil))
-	_ = (fs.NodeSetxattrer)((*dirNode)(nil))
-	_ = (fs.NodeRemovexattrer)((*dirNode)(nil))
-	_ = (fs.NodeSetattrer)((*dirNode)(nil))
-	_ = (fs.NodeMkdirer)((*dirNode)(nil))
-	_ = (fs.NodeMknoder)((*dirNode)(nil))
-	_ = (fs.NodeCreater)((*dirNode)(nil))
-	_ = (fs.NodeSymlinker)((*dirNode)(nil))
-	_ = (fs.NodeLinker)((*dirNode)(nil))
-	_ = (fs.NodeUnlinker)((*dirNode)(nil))
-	_ = (fs.NodeRmdirer)((*dirNode)(nil))
-	_ = (fs.NodeRenamer)((*dirNode)(nil))
-
-	_ = (fs.NodeGetattrer)((*fileNode)(nil))
-	_ = (fs.NodeOpener)((*fileNode)(nil))
-	_ = (fs.NodeReader)((*fileNode)(nil))
-	_ = (fs.NodeGetxattrer)((*fileNode)(nil))
-	_ = (fs.NodeListxattrer)((*fileNode)(nil))
-	_ = (fs.NodeSetxattrer)((*fileNode)(nil))
-	_ = (fs.NodeRemovexattrer)((*fileNode)(nil))
-	_ = (fs.NodeSetattrer)((*fileNode)(nil))
-
-	_ = (fs.NodeGetattrer)((*linkNode)(nil))
-	_ = (fs.NodeReadlinker)((*linkNode)(nil))
-	_ = (fs.NodeGetxattrer)((*linkNode)(nil))
-	_ = (fs.NodeListxattrer)((*linkNode)(nil))
-	_ = (fs.NodeSetxattrer)((*linkNode)(nil))
-	_ = (fs.NodeRemovexattrer)((*linkNode)(nil))
-	_ = (fs.NodeSetattrer)((*linkNode)(nil))
+	_ = (fs.InodeEmbedder)((*node)(nil))
+	_ = (fs.NodeLookuper)((*node)(nil))
+	_ = (fs.NodeReaddirer)((*node)(nil))
+	_ = (fs.NodeGetattrer)((*node)(nil))
+	_ = (fs.NodeSetattrer)((*node)(nil))
+	_ = (fs.NodeStatfser)((*node)(nil))
+	_ = (fs.NodeGetxattrer)((*node)(nil))
+	_ = (fs.NodeListxattrer)((*node)(nil))
+	_ = (fs.NodeSetxattrer)((*node)(nil))
+	_ = (fs.NodeRemovexattrer)((*node)(nil))
+	_ = (fs.NodeMkdirer)((*node)(nil))
+	_ = (fs.NodeMknoder)((*node)(nil))
+	_ = (fs.NodeCreater)((*node)(nil))
+	_ = (fs.NodeSymlinker)((*node)(nil))
+	_ = (fs.NodeLinker)((*node)(nil))
+	_ = (fs.NodeUnlinker)((*node)(nil))
+	_ = (fs.NodeRmdirer)((*node)(nil))
+	_ = (fs.NodeRenamer)((*node)(nil))
+	_ = (fs.NodeReadlinker)((*node)(nil))
+	_ = (fs.NodeOpener)((*node)(nil))
 )
 
-// typeBits returns the file type bits of an entry type.
-func typeBits(t string) uint32 {
+// errno turns an internal error into an errno: errnos pass, anything else is logged and EIO.
+func (f *FS) errno(op string, ino int64, err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return en
+	}
+	f.opts.Logf("homefs: %s (inode %d): %v", op, ino, err)
+	return syscall.EIO
+}
+
+func typeBits(t int) uint32 {
 	switch t {
-	case tree.TypeDir:
+	case typeDir:
 		return syscall.S_IFDIR
-	case tree.TypeSymlink:
+	case typeSymlink:
 		return syscall.S_IFLNK
 	default:
 		return syscall.S_IFREG
 	}
 }
 
-// fill sets out from the entry.
-func (b *base) fill(out *fuse.Attr) {
-	e := &b.entry
-	out.Mode = typeBits(e.Type) | (e.Mode & tree.MaxMode)
-	out.Nlink = 1
-	out.Owner = fuse.Owner{Uid: b.fs.opts.UID, Gid: b.fs.opts.GID}
-	sec, nsec := uint64(e.Mtime/1e9), uint32(e.Mtime%1e9)
-	out.Mtime, out.Mtimensec = sec, nsec
-	out.Ctime, out.Ctimensec = sec, nsec
-	out.Atime, out.Atimensec = sec, nsec
-	out.Blksize = blockSize
-	var stored int64
-	switch {
-	case e.Type == tree.TypeSymlink:
-		out.Size = uint64(len(e.Target))
-	case e.Content != nil:
-		out.Size = uint64(e.Content.Size)
-		if len(e.Content.Chunks) == 0 {
-			stored = e.Content.Size
-		}
-		for _, c := range e.Content.Chunks {
-			if !c.IsHole() {
-				stored += c.Size
-			}
-		}
+func treeType(t int) string {
+	switch t {
+	case typeDir:
+		return tree.TypeDir
+	case typeSymlink:
+		return tree.TypeSymlink
+	default:
+		return tree.TypeFile
 	}
-	out.Blocks = uint64((stored + 511) / 512)
 }
 
-func (b *base) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	b.fill(&out.Attr)
+func setTime(ns int64) (uint64, uint32) {
+	if ns < 0 {
+		ns = 0
+	}
+	return uint64(ns / 1e9), uint32(ns % 1e9)
+}
+
+// fill sets out from r; for a local file the size and times are the data file's.
+func (f *FS) fill(r *row, out *fuse.Attr) {
+	out.Ino = uint64(r.ino)
+	out.Mode = typeBits(r.typ) | (r.mode & tree.MaxMode)
+	out.Nlink = 1
+	out.Owner = fuse.Owner{Uid: f.opts.UID, Gid: f.opts.GID}
+	out.Blksize = blockSize
+	out.Mtime, out.Mtimensec = setTime(r.mtime)
+	out.Ctime, out.Ctimensec = out.Mtime, out.Mtimensec
+	out.Atime, out.Atimensec = out.Mtime, out.Mtimensec
+	switch r.typ {
+	case typeSymlink:
+		out.Size = uint64(len(r.target))
+	case typeDir:
+		out.Size = 4096
+		out.Blocks = 8
+	case typeFile:
+		if r.local {
+			var st unix.Stat_t
+			if err := unix.Stat(f.st.dataPath(r.ino), &st); err == nil {
+				out.Size = uint64(st.Size)
+				out.Blocks = uint64(st.Blocks)
+				out.Mtime, out.Mtimensec = uint64(st.Mtim.Sec), uint32(st.Mtim.Nsec)
+				out.Ctime, out.Ctimensec = uint64(st.Ctim.Sec), uint32(st.Ctim.Nsec)
+				out.Atime, out.Atimensec = out.Mtime, out.Mtimensec
+				return
+			}
+		}
+		out.Size = uint64(r.size)
+		var stored int64
+		if r.content != nil {
+			if len(r.content.Chunks) == 0 {
+				stored = r.content.Size
+			}
+			for _, c := range r.content.Chunks {
+				if !c.IsHole() {
+					stored += c.Size
+				}
+			}
+		}
+		out.Blocks = uint64((stored + 511) / 512)
+	}
+}
+
+// get reads the row of ino.
+func (f *FS) get(ino int64) (*row, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st.get(ino)
+}
+
+// loadDir makes the children of directory ino rows, fetching its listing if need be. The
+// fetch runs without mu; the first result stored wins (the listing is immutable).
+func (f *FS) loadDir(ctx context.Context, ino int64) (*row, error) {
+	r, err := f.get(ino)
+	if err != nil {
+		return nil, err
+	}
+	if r.typ != typeDir {
+		return nil, syscall.ENOTDIR
+	}
+	if r.loaded {
+		return r, nil
+	}
+	if r.content == nil {
+		return nil, fmt.Errorf("directory without a listing")
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
+	defer cancel()
+	l, err := f.opts.Keys.ReadListing(ctx, f.fetch, *r.content)
+	if err != nil {
+		return nil, fmt.Errorf("listing: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err = f.st.tx(func(tx *sql.Tx) error {
+		var loaded bool
+		if err := tx.QueryRow(`SELECT loaded FROM nodes WHERE ino = ?`, ino).Scan(&loaded); err != nil {
+			return err
+		}
+		if loaded {
+			return nil
+		}
+		for i := range l.Entries {
+			e := &l.Entries[i]
+			c := &row{parent: ino, name: e.Name, mode: e.Mode, mtime: e.Mtime, content: e.Content, xattrs: e.Xattrs}
+			switch e.Type {
+			case tree.TypeDir:
+				c.typ = typeDir
+				c.loaded = e.Content.Size == 0
+				if c.loaded {
+					c.content = nil // an empty directory's listing is written again when it changes
+				}
+			case tree.TypeSymlink:
+				c.typ, c.target, c.size = typeSymlink, e.Target, int64(len(e.Target))
+			default:
+				c.typ, c.size = typeFile, e.Content.Size
+			}
+			if _, err := insert(tx, c); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(`UPDATE nodes SET loaded = 1 WHERE ino = ?`, ino)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return f.st.get(ino)
+}
+
+// newChild makes the go-fuse inode for row r.
+func (n *node) newChild(ctx context.Context, r *row) *fs.Inode {
+	return n.NewInode(ctx, &node{fsys: n.fsys, ino: r.ino}, fs.StableAttr{Mode: typeBits(r.typ), Ino: uint64(r.ino)})
+}
+
+func (n *node) entryOut(r *row, out *fuse.EntryOut) {
+	n.fsys.fill(r, &out.Attr)
+}
+
+// Lookup implements fs.NodeLookuper.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	f := n.fsys
+	if _, err := f.loadDir(ctx, n.ino); err != nil {
+		return nil, f.errno("lookup", n.ino, err)
+	}
+	r, err := f.lookupRow(n.ino, name)
+	if err != nil {
+		return nil, f.errno("lookup", n.ino, err)
+	}
+	n.entryOut(r, out)
+	return n.newChild(ctx, r), 0
+}
+
+func (f *FS) lookupRow(parent int64, name string) (*row, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st.lookup(parent, name)
+}
+
+// Readdir implements fs.NodeReaddirer.
+func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	f := n.fsys
+	if _, err := f.loadDir(ctx, n.ino); err != nil {
+		return nil, f.errno("readdir", n.ino, err)
+	}
+	f.mu.Lock()
+	rows, err := f.st.children(n.ino)
+	f.mu.Unlock()
+	if err != nil {
+		return nil, f.errno("readdir", n.ino, err)
+	}
+	out := make([]fuse.DirEntry, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, fuse.DirEntry{Name: r.name, Mode: typeBits(r.typ), Ino: uint64(r.ino)})
+	}
+	return fs.NewListDirStream(out), 0
+}
+
+// Getattr implements fs.NodeGetattrer.
+func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	r, err := n.fsys.get(n.ino)
+	if err != nil {
+		return n.fsys.errno("getattr", n.ino, err)
+	}
+	n.fsys.fill(r, &out.Attr)
 	return 0
 }
 
-func (b *base) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	for _, x := range b.entry.Xattrs {
-		if x.Name == attr {
-			if len(dest) == 0 {
-				return uint32(len(x.Value)), 0
+// Statfs implements fs.NodeStatfser: the cache's quota is the size of the file system.
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	s := n.fsys.opts.Cache.Stats()
+	total := s.Quota
+	if total <= 0 {
+		total = 1 << 40
+	}
+	free := max(total-s.Used, 0)
+	out.Bsize = 4096
+	out.Frsize = 4096
+	out.Blocks = uint64(total / 4096)
+	out.Bfree = uint64(free / 4096)
+	out.Bavail = out.Bfree
+	out.NameLen = tree.MaxNameLen
+	out.Files = tree.MaxEntries
+	out.Ffree = tree.MaxEntries
+	return 0
+}
+
+// checkNewName refuses names the tree format cannot store (docs/FORMAT.md).
+func checkNewName(name string) syscall.Errno {
+	switch {
+	case len(name) > tree.MaxNameLen:
+		return syscall.ENAMETOOLONG
+	case name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00"):
+		return syscall.EINVAL
+	case !utf8.ValidString(name):
+		return syscall.EILSEQ // listings hold UTF-8 names only
+	}
+	return 0
+}
+
+func now() int64 { return time.Now().UnixNano() }
+
+// addChild inserts r under parent n (which it loads first) and marks the tree dirty.
+func (n *node) addChild(ctx context.Context, r *row, onDisk func(ino int64) error) (*row, syscall.Errno) {
+	f := n.fsys
+	if e := checkNewName(r.name); e != 0 {
+		return nil, e
+	}
+	if _, err := f.loadDir(ctx, n.ino); err != nil {
+		return nil, f.errno("create", n.ino, err)
+	}
+	r.parent = n.ino
+	r.mtime = now()
+	f.mu.Lock()
+	var ino int64
+	err := f.st.tx(func(tx *sql.Tx) error {
+		if _, err := f.st.lookup(n.ino, r.name); err == nil {
+			return syscall.EEXIST
+		}
+		var err error
+		if ino, err = insert(tx, r); err != nil {
+			return err
+		}
+		if onDisk != nil {
+			if err := onDisk(ino); err != nil {
+				return err
 			}
+		}
+		if _, err := tx.Exec(`UPDATE nodes SET mtime = ? WHERE ino = ?`, r.mtime, n.ino); err != nil {
+			return err
+		}
+		if r.typ == typeDir {
+			return markDirty(tx, ino) // its empty listing is written at the next publication
+		}
+		return markDirty(tx, n.ino)
+	})
+	var out *row
+	if err == nil {
+		out, err = f.st.get(ino)
+	}
+	f.mu.Unlock()
+	if err != nil {
+		return nil, f.errno("create", n.ino, err)
+	}
+	f.pub.changed()
+	return out, 0
+}
+
+// Mkdir implements fs.NodeMkdirer.
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	r, e := n.addChild(ctx, &row{name: name, typ: typeDir, mode: mode & tree.MaxMode, loaded: true}, nil)
+	if e != 0 {
+		return nil, e
+	}
+	n.entryOut(r, out)
+	return n.newChild(ctx, r), 0
+}
+
+// Mknod implements fs.NodeMknoder: only regular files (mknod(2) with S_IFREG) exist here.
+func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if mode&syscall.S_IFMT != syscall.S_IFREG && mode&syscall.S_IFMT != 0 {
+		return nil, syscall.EPERM // the format has files, directories and symlinks only
+	}
+	r, e := n.addChild(ctx, &row{name: name, typ: typeFile, mode: mode & tree.MaxMode, local: true, dirty: true}, n.fsys.createData)
+	if e != 0 {
+		return nil, e
+	}
+	n.entryOut(r, out)
+	return n.newChild(ctx, r), 0
+}
+
+// createData creates the empty data file of a new file.
+func (f *FS) createData(ino int64) error {
+	fd, err := os.OpenFile(f.st.dataPath(ino), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	return fd.Close()
+}
+
+// Create implements fs.NodeCreater.
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	r, e := n.addChild(ctx, &row{name: name, typ: typeFile, mode: mode & tree.MaxMode, local: true, dirty: true}, n.fsys.createData)
+	if e != 0 {
+		return nil, nil, 0, e
+	}
+	n.entryOut(r, out)
+	ch := n.newChild(ctx, r)
+	child := ch.Operations().(*node)
+	fh, fl, e := child.open(ctx, flags)
+	if e != 0 {
+		return nil, nil, 0, e
+	}
+	return ch, fh, fl, 0
+}
+
+// Symlink implements fs.NodeSymlinker.
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if len(target) == 0 || len(target) > tree.MaxTargetLen {
+		return nil, syscall.ENAMETOOLONG
+	}
+	if !utf8.ValidString(target) {
+		return nil, syscall.EILSEQ
+	}
+	r, e := n.addChild(ctx, &row{name: name, typ: typeSymlink, mode: 0o777, target: target, size: int64(len(target))}, nil)
+	if e != 0 {
+		return nil, e
+	}
+	n.entryOut(r, out)
+	return n.newChild(ctx, r), 0
+}
+
+// Link implements fs.NodeLinker: the format has no hard links (docs/FORMAT.md).
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+// Readlink implements fs.NodeReadlinker.
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	r, err := n.fsys.get(n.ino)
+	if err != nil {
+		return nil, n.fsys.errno("readlink", n.ino, err)
+	}
+	if r.typ != typeSymlink {
+		return nil, syscall.EINVAL
+	}
+	return []byte(r.target), 0
+}
+
+// removeRow deletes r (mu held, in tx) and deals with its data file: gone now, or at the
+// last release if the file is open.
+func (f *FS) removeRow(tx *sql.Tx, r *row) error {
+	if _, err := tx.Exec(`DELETE FROM nodes WHERE ino = ?`, r.ino); err != nil {
+		return err
+	}
+	if r.typ == typeFile {
+		if on, ok := f.open[r.ino]; ok {
+			on.unlinked = true
+		} else {
+			os.Remove(f.st.dataPath(r.ino))
+		}
+	}
+	return nil
+}
+
+// Unlink implements fs.NodeUnlinker.
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return n.remove(ctx, name, false)
+}
+
+// Rmdir implements fs.NodeRmdirer.
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return n.remove(ctx, name, true)
+}
+
+func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno {
+	f := n.fsys
+	if _, err := f.loadDir(ctx, n.ino); err != nil {
+		return f.errno("remove", n.ino, err)
+	}
+	r, err := f.lookupRow(n.ino, name)
+	if err != nil {
+		return f.errno("remove", n.ino, err)
+	}
+	if dir {
+		if r.typ != typeDir {
+			return syscall.ENOTDIR
+		}
+		if _, err := f.loadDir(ctx, r.ino); err != nil {
+			return f.errno("rmdir", r.ino, err)
+		}
+	} else if r.typ == typeDir {
+		return syscall.EISDIR
+	}
+	f.mu.Lock()
+	err = f.st.tx(func(tx *sql.Tx) error {
+		cur, err := f.st.lookup(n.ino, name)
+		if err != nil {
+			return err
+		}
+		if cur.ino != r.ino {
+			return syscall.ENOENT // replaced meanwhile; let the caller retry
+		}
+		if dir {
+			if has, err := f.st.hasChildren(r.ino); err != nil {
+				return err
+			} else if has {
+				return syscall.ENOTEMPTY
+			}
+		}
+		if err := f.removeRow(tx, r); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`UPDATE nodes SET mtime = ? WHERE ino = ?`, now(), n.ino); err != nil {
+			return err
+		}
+		return markDirty(tx, n.ino)
+	})
+	f.mu.Unlock()
+	if err != nil {
+		return f.errno("remove", n.ino, err)
+	}
+	f.pub.changed()
+	return 0
+}
+
+// Rename implements fs.NodeRenamer: plain, RENAME_NOREPLACE and RENAME_EXCHANGE.
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	f := n.fsys
+	np, ok := newParent.(*node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	if e := checkNewName(newName); e != 0 {
+		return e
+	}
+	if flags&^uint32(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 {
+		return syscall.EINVAL
+	}
+	for _, d := range []int64{n.ino, np.ino} {
+		if _, err := f.loadDir(ctx, d); err != nil {
+			return f.errno("rename", d, err)
+		}
+	}
+	// A directory about to be replaced must be loaded to know that it is empty.
+	if dst, err := f.lookupRow(np.ino, newName); err == nil && dst.typ == typeDir && flags&unix.RENAME_EXCHANGE == 0 {
+		if _, err := f.loadDir(ctx, dst.ino); err != nil {
+			return f.errno("rename", dst.ino, err)
+		}
+	}
+	t := now()
+	f.mu.Lock()
+	err := f.st.tx(func(tx *sql.Tx) error {
+		src, err := f.st.lookup(n.ino, name)
+		if err != nil {
+			return err
+		}
+		dst, err := f.st.lookup(np.ino, newName)
+		switch {
+		case errors.Is(err, syscall.ENOENT):
+			dst = nil
+		case err != nil:
+			return err
+		}
+		if dst != nil && dst.ino == src.ino {
+			return nil
+		}
+		if flags&unix.RENAME_EXCHANGE != 0 {
+			if dst == nil {
+				return syscall.ENOENT
+			}
+			// Swap through a name no entry can have (names never contain '/').
+			if _, err := tx.Exec(`UPDATE nodes SET name = x'2f' WHERE ino = ?`, src.ino); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(`UPDATE nodes SET parent = ?, name = ? WHERE ino = ?`, n.ino, []byte(name), dst.ino); err != nil {
+				return err
+			}
+		} else if dst != nil {
+			if flags&unix.RENAME_NOREPLACE != 0 {
+				return syscall.EEXIST
+			}
+			switch {
+			case src.typ == typeDir && dst.typ != typeDir:
+				return syscall.ENOTDIR
+			case src.typ != typeDir && dst.typ == typeDir:
+				return syscall.EISDIR
+			case dst.typ == typeDir:
+				if has, err := f.st.hasChildren(dst.ino); err != nil {
+					return err
+				} else if has {
+					return syscall.ENOTEMPTY
+				}
+			}
+			if err := f.removeRow(tx, dst); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(`UPDATE nodes SET parent = ?, name = ? WHERE ino = ?`, np.ino, []byte(newName), src.ino); err != nil {
+			return err
+		}
+		for _, d := range []int64{n.ino, np.ino} {
+			if _, err := tx.Exec(`UPDATE nodes SET mtime = ? WHERE ino = ?`, t, d); err != nil {
+				return err
+			}
+			if err := markDirty(tx, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	f.mu.Unlock()
+	if err != nil {
+		return f.errno("rename", n.ino, err)
+	}
+	f.pub.changed()
+	return 0
+}
+
+// Setattr implements fs.NodeSetattrer: mode, owner (only to the owner it already has),
+// size and times.
+func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	f := n.fsys
+	if uid, ok := in.GetUID(); ok && uid != f.opts.UID {
+		return syscall.EPERM // every entry belongs to the home's owner
+	}
+	if gid, ok := in.GetGID(); ok && gid != f.opts.GID {
+		return syscall.EPERM
+	}
+	r, err := f.get(n.ino)
+	if err != nil {
+		return f.errno("setattr", n.ino, err)
+	}
+	if size, ok := in.GetSize(); ok {
+		if r.typ != typeFile {
+			return syscall.EISDIR
+		}
+		if e := n.truncate(ctx, int64(size)); e != 0 {
+			return e
+		}
+	}
+	mtime, mok := in.GetMTime()
+	if r.typ == typeFile && mok {
+		// A file's times live in its data file once it is local; make it local.
+		if e := n.materialize(ctx, false); e != 0 {
+			return e
+		}
+		if err := f.setDirty(n.ino); err != nil {
+			return f.errno("utimens", n.ino, err)
+		}
+		if err := os.Chtimes(f.st.dataPath(n.ino), mtime, mtime); err != nil {
+			return f.errno("utimens", n.ino, err)
+		}
+	}
+	f.mu.Lock()
+	err = f.st.tx(func(tx *sql.Tx) error {
+		if mode, ok := in.GetMode(); ok {
+			if _, err := tx.Exec(`UPDATE nodes SET mode = ? WHERE ino = ?`, mode&tree.MaxMode, n.ino); err != nil {
+				return err
+			}
+			if err := markDirty(tx, r.parent); err != nil {
+				return err
+			}
+		}
+		if mok && r.typ != typeFile {
+			if _, err := tx.Exec(`UPDATE nodes SET mtime = ? WHERE ino = ?`, max(mtime.UnixNano(), 0), n.ino); err != nil {
+				return err
+			}
+			if r.parent != 0 {
+				if err := markDirty(tx, r.parent); err != nil {
+					return err
+				}
+			}
+			if r.typ == typeDir {
+				return markDirty(tx, n.ino) // the root's mtime is in no listing: rewrite its own
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		r, err = f.st.get(n.ino)
+	}
+	f.mu.Unlock()
+	if err != nil {
+		return f.errno("setattr", n.ino, err)
+	}
+	if r.typ == typeFile && r.local {
+		n.mu.Lock()
+		final := n.ptOpens+n.rdOpens == 0 // else the last release seals for good
+		err := f.seal(n.ino, final)
+		n.mu.Unlock()
+		if err != nil {
+			return f.errno("seal", n.ino, err)
+		}
+		if r, err = f.get(n.ino); err != nil {
+			return f.errno("setattr", n.ino, err)
+		}
+	}
+	f.pub.changed()
+	f.fill(r, &out.Attr)
+	return 0
+}
+
+// ---- extended attributes: user.* only, kept in the listing -----------------------------
+
+func xattrNS(name string) syscall.Errno {
+	if !strings.HasPrefix(name, "user.") {
+		return syscall.EOPNOTSUPP
+	}
+	if len(name) > tree.MaxXattrNameLen {
+		return syscall.ERANGE
+	}
+	return 0
+}
+
+// Getxattr implements fs.NodeGetxattrer.
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if !strings.HasPrefix(attr, "user.") {
+		return 0, syscall.ENODATA
+	}
+	r, err := n.fsys.get(n.ino)
+	if err != nil {
+		return 0, n.fsys.errno("getxattr", n.ino, err)
+	}
+	for _, x := range r.xattrs {
+		if x.Name == attr {
 			if len(dest) < len(x.Value) {
 				return uint32(len(x.Value)), syscall.ERANGE
 			}
@@ -141,180 +720,110 @@ func (b *base) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	return 0, syscall.ENODATA
 }
 
-func (b *base) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	var n int
-	for _, x := range b.entry.Xattrs {
-		n += len(x.Name) + 1
-	}
-	if len(dest) == 0 {
-		return uint32(n), 0
-	}
-	if len(dest) < n {
-		return uint32(n), syscall.ERANGE
-	}
-	var o int
-	for _, x := range b.entry.Xattrs {
-		o += copy(dest[o:], x.Name)
-		dest[o] = 0
-		o++
-	}
-	return uint32(o), 0
-}
-
-func (b *base) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	st := b.fs.opts.Cache.Stats()
-	out.Bsize = 4096
-	out.Frsize = 4096
-	out.NameLen = tree.MaxNameLen
-	if st.Quota > 0 {
-		out.Blocks = uint64(st.Quota / 4096)
-		if st.Used < st.Quota {
-			out.Bfree = uint64((st.Quota - st.Used) / 4096)
-			out.Bavail = out.Bfree
-		}
-	}
-	return 0
-}
-
-// Everything that would change the tree: EROFS (writes come later).
-
-func (b *base) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return syscall.EROFS
-}
-func (b *base) Removexattr(ctx context.Context, attr string) syscall.Errno { return syscall.EROFS }
-func (b *base) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return syscall.EROFS
-}
-func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-func (d *dirNode) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-func (d *dirNode) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	return nil, nil, 0, syscall.EROFS
-}
-func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-func (d *dirNode) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
-func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno  { return syscall.EROFS }
-func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	return syscall.EROFS
-}
-
-// load returns the directory's listing, reading it on first use. d.mu is not held while
-// fetching. A failure is logged and is EIO; it is not remembered (the next call retries).
-func (d *dirNode) load(ctx context.Context) ([]tree.Entry, syscall.Errno) {
-	d.mu.Lock()
-	l := d.listing
-	d.mu.Unlock()
-	if l != nil {
-		return l, 0
-	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.fs.opts.FetchTimeout)
-	defer cancel()
-	lst, err := d.fs.opts.Keys.ReadListing(fctx, d.fs.fetch, *d.entry.Content)
+// Listxattr implements fs.NodeListxattrer.
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	r, err := n.fsys.get(n.ino)
 	if err != nil {
-		if r := tree.BrokenRule(err); r != "" {
-			d.fs.opts.Logf("homefs: directory %s: refused listing (rule %s): %v", d.path, r, err)
-		} else {
-			d.fs.opts.Logf("homefs: directory %s: %v", d.path, err)
+		return 0, n.fsys.errno("listxattr", n.ino, err)
+	}
+	var b []byte
+	for _, x := range r.xattrs {
+		b = append(append(b, x.Name...), 0)
+	}
+	if len(dest) < len(b) {
+		return uint32(len(b)), syscall.ERANGE
+	}
+	return uint32(copy(dest, b)), 0
+}
+
+// Setxattr implements fs.NodeSetxattrer.
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if e := xattrNS(attr); e != 0 {
+		return e
+	}
+	if len(data) > tree.MaxXattrValue {
+		return syscall.E2BIG
+	}
+	if n.ino == rootIno {
+		return syscall.EOPNOTSUPP // the root has no entry in a listing to keep them in
+	}
+	return n.editXattrs(func(xs []tree.Xattr) ([]tree.Xattr, syscall.Errno) {
+		i := 0
+		for i < len(xs) && xs[i].Name < attr {
+			i++
 		}
-		return nil, syscall.EIO
-	}
-	l = lst.Entries
-	if l == nil {
-		l = []tree.Entry{}
-	}
-	d.mu.Lock()
-	if d.listing == nil {
-		d.listing = l
-	}
-	l = d.listing
-	d.mu.Unlock()
-	return l, 0
+		exists := i < len(xs) && xs[i].Name == attr
+		switch {
+		case flags&unix.XATTR_CREATE != 0 && exists:
+			return nil, syscall.EEXIST
+		case flags&unix.XATTR_REPLACE != 0 && !exists:
+			return nil, syscall.ENODATA
+		}
+		v := append([]byte(nil), data...)
+		if exists {
+			xs[i].Value = v
+		} else {
+			xs = append(xs[:i], append([]tree.Xattr{{Name: attr, Value: v}}, xs[i:]...)...)
+		}
+		total := 0
+		for _, x := range xs {
+			total += len(x.Name) + len(x.Value)
+		}
+		if total > tree.MaxXattrTotal {
+			return nil, syscall.ENOSPC
+		}
+		return xs, 0
+	})
 }
 
-func (d *dirNode) childPath(name string) string {
-	if d.path == "/" {
-		return "/" + name
+// Removexattr implements fs.NodeRemovexattrer.
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if !strings.HasPrefix(attr, "user.") {
+		return syscall.ENODATA
 	}
-	return d.path + "/" + name
+	return n.editXattrs(func(xs []tree.Xattr) ([]tree.Xattr, syscall.Errno) {
+		for i := range xs {
+			if xs[i].Name == attr {
+				return append(xs[:i], xs[i+1:]...), 0
+			}
+		}
+		return nil, syscall.ENODATA
+	})
 }
 
-func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	l, errno := d.load(ctx)
-	if errno != 0 {
-		return nil, errno
+func (n *node) editXattrs(edit func([]tree.Xattr) ([]tree.Xattr, syscall.Errno)) syscall.Errno {
+	f := n.fsys
+	var e syscall.Errno
+	f.mu.Lock()
+	err := f.st.tx(func(tx *sql.Tx) error {
+		r, err := f.st.get(n.ino)
+		if err != nil {
+			return err
+		}
+		xs, en := edit(r.xattrs)
+		if en != 0 {
+			e = en
+			return en
+		}
+		js, err := jsonOrNull(xs, len(xs) == 0)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`UPDATE nodes SET xattrs = ? WHERE ino = ?`, js, n.ino); err != nil {
+			return err
+		}
+		if r.parent == 0 {
+			return nil // the root has no entry to hold attributes; see the package doc
+		}
+		return markDirty(tx, r.parent)
+	})
+	f.mu.Unlock()
+	if e != 0 {
+		return e
 	}
-	i := sort.Search(len(l), func(i int) bool { return l[i].Name >= name })
-	if i == len(l) || l[i].Name != name {
-		return nil, syscall.ENOENT
+	if err != nil {
+		return f.errno("xattr", n.ino, err)
 	}
-	e := l[i]
-	b := base{fs: d.fs, path: d.childPath(name), entry: e}
-	b.fill(&out.Attr)
-	if ch := d.GetChild(name); ch != nil {
-		return ch, 0
-	}
-	var node fs.InodeEmbedder
-	switch e.Type {
-	case tree.TypeDir:
-		node = &dirNode{base: b}
-	case tree.TypeSymlink:
-		node = &linkNode{base: b}
-	default:
-		node = &fileNode{base: b}
-	}
-	return d.NewInode(ctx, node, fs.StableAttr{Mode: typeBits(e.Type)}), 0
-}
-
-// Opendir loads the listing, so that a directory that cannot be read fails at opendir(2)
-// with EIO (go-fuse loses an error of Readdir's first call: the directory would look empty).
-func (d *dirNode) Opendir(ctx context.Context) syscall.Errno {
-	_, errno := d.load(ctx)
-	return errno
-}
-
-func (d *dirNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
-	l, errno := d.load(ctx)
-	if errno != 0 {
-		return nil, errno
-	}
-	list := make([]fuse.DirEntry, len(l))
-	for i, e := range l {
-		list[i] = fuse.DirEntry{Name: e.Name, Mode: typeBits(e.Type)}
-	}
-	return fs.NewListDirStream(list), 0
-}
-
-func (l *linkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	return []byte(l.entry.Target), 0
-}
-
-func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
-		return nil, 0, syscall.EROFS
-	}
-	// The content never changes under this mount: the kernel may keep its pages.
-	return nil, fuse.FOPEN_KEEP_CACHE, 0
-}
-
-func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	c := f.entry.Content
-	if off >= c.Size || len(dest) == 0 {
-		return fuse.ReadResultData(nil), 0
-	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.fs.opts.FetchTimeout)
-	defer cancel()
-	n, err := f.fs.opts.Keys.ReadAt(fctx, f.fs.fetch, *c, dest, off)
-	if err != nil && !errors.Is(err, io.EOF) {
-		f.fs.opts.Logf("homefs: read %s at %d: %v", f.path, off, err)
-		return nil, syscall.EIO
-	}
-	return fuse.ReadResultData(dest[:n]), 0
+	f.pub.changed()
+	return 0
 }
