@@ -1,36 +1,59 @@
-// Command nostrfs mounts one user's nostr-homed home directory (FUSE).
-//
-// The file system itself is not in this build yet: nostrfs refuses to run, with a clear error
-// and exit status 3, rather than mount something that could lose data. The flags it will take
-// are fixed already so that units and scripts can be written against them:
+// Command nostrfs mounts one user's nostr-homed home directory (FUSE) and serves it until
+// SIGTERM, then writes back what it can and unmounts. nostr-homectl starts it at a user's
+// first session (or systemd does, as nostrfs@USER.service); see internal/homemount.
 //
 //	nostrfs --user USER --mount DIR [--config FILE]
+//
+// Exit status: 0 after a clean stop (unpublished changes stay queued in the cache for the
+// next mount), 1 if the home could not be mounted, 2 for usage errors.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nostr-homed/nostr-homed/internal/config"
+	"github.com/nostr-homed/nostr-homed/internal/homemount"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 
-// exitUnavailable is the status for "this build cannot do that" (distinct from usage errors).
-const exitUnavailable = 3
-
 func run(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nostrfs", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.String("user", "", "the `user` whose home to mount")
-	fs.String("mount", "", "mount point `dir`ectory")
-	fs.String("config", "/etc/nostr-homed/config.toml", "configuration `file`")
+	user := fs.String("user", "", "the `user` whose home to mount")
+	mnt := fs.String("mount", "", "mount point `dir`ectory")
+	cfgPath := fs.String("config", config.DefaultPath, "configuration `file`")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
 		}
 		return 2
 	}
-	fmt.Fprintln(stderr, "nostrfs: this build has no file system yet (it arrives with the nostrfs work); refusing to mount")
-	return exitUnavailable
+	if *user == "" || *mnt == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: nostrfs --user USER --mount DIR [--config FILE]")
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "nostrfs: %v\n", err)
+		return 1
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	logger := log.New(stderr, "", 0)
+	err = homemount.Run(context.Background(), homemount.Options{
+		Config: cfg, User: *user, MountPoint: *mnt, Stop: stop, Logf: logger.Printf,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "nostrfs: %v\n", err)
+		return 1
+	}
+	return 0
 }

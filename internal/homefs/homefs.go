@@ -177,10 +177,10 @@ func New(ctx context.Context, opts Options) (*FS, error) {
 
 // meta keys of state.db.
 const (
-	metaBase    = "base_event"   // JSON of the manifest event the local tree is based on
-	metaBaseGen = "base_gen"     // its generation
-	metaPending = "pending_root" // JSON pendingRoot: built, not yet published
-	metaConflict = "conflict"    // why publishing is held back, for status
+	metaBase     = "base_event"   // JSON of the manifest event the local tree is based on
+	metaBaseGen  = "base_gen"     // its generation
+	metaPending  = "pending_root" // JSON pendingRoot: built, not yet published
+	metaConflict = "conflict"     // why publishing is held back, for status
 )
 
 // pendingRoot is a root pointer blob built from the local tree and not yet published.

@@ -30,10 +30,10 @@ import (
 	"github.com/nostr-homed/nostr-homed/internal/devstack"
 	"github.com/nostr-homed/nostr-homed/internal/devstack/devstacktest"
 	"github.com/nostr-homed/nostr-homed/internal/events"
-	"github.com/nostr-homed/nostr-homed/internal/relayio"
-	"github.com/nostr-homed/nostr-homed/internal/uploadq"
 	"github.com/nostr-homed/nostr-homed/internal/homefs"
+	"github.com/nostr-homed/nostr-homed/internal/relayio"
 	"github.com/nostr-homed/nostr-homed/internal/tree"
+	"github.com/nostr-homed/nostr-homed/internal/uploadq"
 )
 
 const (
@@ -264,7 +264,7 @@ func (e *env) fsOpts(t *testing.T, logs *logSink) homefs.Options {
 		Namespace: "personal", Machine: "test",
 		Remote: &homefs.RelayRemote{Read: []string{e.stack.RelayURL()}, Write: []string{e.stack.RelayURL()},
 			Author: e.pk, Namespace: "personal", Timeout: 2 * time.Second},
-		Base:   e.base, UID: testUID, GID: testGID, RootMode: 0o700,
+		Base: e.base, UID: testUID, GID: testGID, RootMode: 0o700,
 		Debounce: 100 * time.Millisecond, Poll: -1, Debug: os.Getenv("FUSEDEBUG") != "", FlushTimeout: 10 * time.Second,
 		Logf: func(format string, args ...any) {
 			logs.add(fmt.Sprintf(format, args...))
