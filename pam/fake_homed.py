@@ -11,13 +11,17 @@ Script (user -> behaviour):
                dave:  method "remote-signer" with a message and a nostrconnect:// uri
                erin:  method "telepathy" (one the module does not know)
                frank: error Unavailable
+               gina:  error org.freedesktop.DBus.Error.Spawn.ServiceNotFound (what the system
+                      bus's activation helper answers when the daemon has no service file),
+                      also from CheckAccount and OpenSession
                anyone else (carol): error UnknownUser
   CompleteLogin  alice's logins: success iff secret == "right-password", else AuthFailed;
                  a login_id used twice: ProofReplayed.
                  dave's logins: answers (success) only after --signer-delay seconds.
   CancelLogin    logged.
-  CheckAccount   alice: ok; bob: NotAllowed; anyone else: UnknownUser.
-  OpenSession    alice: ok (logged); bob: MountFailed; anyone else: UnknownUser.
+  CheckAccount   alice: ok; bob: NotAllowed; gina: Spawn.ServiceNotFound; anyone else: UnknownUser.
+  OpenSession    alice: ok (logged); bob: MountFailed; gina: Spawn.ServiceNotFound;
+                 anyone else: UnknownUser.
   CloseSession   alice: ok (logged); anyone else: UnknownUser.
 
 Usage: fake_homed.py --address BUS_ADDRESS --log FILE --ready FILE [--signer-delay SECONDS]
@@ -39,10 +43,19 @@ ERR = "org.nostr.Homed1.Error."
 
 
 def homed_error(short, message):
+    return named_error(ERR + short, message)
+
+
+def named_error(name, message):
     class E(dbus.DBusException):
-        _dbus_error_name = ERR + short
+        _dbus_error_name = name
 
     return E(message)
+
+
+def spawn_not_found():
+    return named_error("org.freedesktop.DBus.Error.Spawn.ServiceNotFound",
+                       "org.nostr.Homed1 has no service file (fake, not the bus)")
 
 
 class FakeHomed(dbus.service.Object):
@@ -72,6 +85,8 @@ class FakeHomed(dbus.service.Object):
             return (login_id, "telepathy", "", "", "")
         if user == "frank":
             raise homed_error("Unavailable", "relays cannot be reached (fake)")
+        if user == "gina":
+            raise spawn_not_found()
         raise homed_error("UnknownUser", "%s is not enrolled here (fake)" % user)
 
     @dbus.service.method(IFACE, in_signature="ss", out_signature="",
@@ -115,6 +130,8 @@ class FakeHomed(dbus.service.Object):
         self.log("CheckAccount", user)
         if user == "alice":
             return
+        if user == "gina":
+            raise spawn_not_found()
         if user == "bob":
             raise homed_error("NotAllowed", "the login policy refuses bob (fake)")
         raise homed_error("UnknownUser", "%s is not enrolled here (fake)" % user)
@@ -124,6 +141,8 @@ class FakeHomed(dbus.service.Object):
         self.log("OpenSession", user)
         if user == "alice":
             return
+        if user == "gina":
+            raise spawn_not_found()
         if user == "bob":
             raise homed_error("MountFailed", "the home could not be mounted (fake)")
         raise homed_error("UnknownUser", "%s is not enrolled here (fake)" % user)

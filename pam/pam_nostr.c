@@ -41,6 +41,9 @@
  *   ---------------------------------------------  -----------------  -----------------  -----------------
  *   cannot connect to the bus (sd_bus_open_system) AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL
  *   org.freedesktop.DBus.Error.ServiceUnknown      AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL
+ *   org.freedesktop.DBus.Error.Spawn.* (the bus    AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL
+ *     could not activate the daemon: no service
+ *     file, ExecFailed, ChildExited, ...)
  *   org.freedesktop.DBus.Error.NameHasNoOwner      AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL
  *   org.freedesktop.DBus.Error.NoReply            *AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL
  *   org.freedesktop.DBus.Error.Timeout, .TimedOut *AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL
@@ -163,6 +166,16 @@ static bool homed_error_is(const sd_bus_error *e, const char *suffix)
 	       strcmp(e->name + n, suffix) == 0;
 }
 
+/* Every org.freedesktop.DBus.Error.Spawn.* name: bus activation of the daemon failed
+ * (ServiceNotFound, ExecFailed, ChildExited, ChildSignaled, ...). The daemon is as absent as
+ * with ServiceUnknown, so the result must be the same, or a default=die stack would lock
+ * everybody out whenever the daemon cannot start. */
+static bool is_spawn_error(const sd_bus_error *e)
+{
+	static const char prefix[] = "org.freedesktop.DBus.Error.Spawn.";
+	return e && e->name && strncmp(e->name, prefix, sizeof prefix - 1) == 0;
+}
+
 /* The bus or the daemon did not answer in time. */
 static bool is_no_answer(const sd_bus_error *e)
 {
@@ -178,9 +191,9 @@ static int generic_error(enum ctx ctx)
 /* The table at the top of this file. */
 static int map_error(enum ctx ctx, const sd_bus_error *e)
 {
-	if (name_is(e, SD_BUS_ERROR_SERVICE_UNKNOWN) || name_is(e, SD_BUS_ERROR_NAME_HAS_NO_OWNER) ||
-	    is_no_answer(e) || name_is(e, SD_BUS_ERROR_DISCONNECTED) ||
-	    name_is(e, SD_BUS_ERROR_ACCESS_DENIED))
+	if (name_is(e, SD_BUS_ERROR_SERVICE_UNKNOWN) || is_spawn_error(e) ||
+	    name_is(e, SD_BUS_ERROR_NAME_HAS_NO_OWNER) || is_no_answer(e) ||
+	    name_is(e, SD_BUS_ERROR_DISCONNECTED) || name_is(e, SD_BUS_ERROR_ACCESS_DENIED))
 		return PAM_AUTHINFO_UNAVAIL;
 	if (homed_error_is(e, "UnknownUser"))
 		return PAM_USER_UNKNOWN;

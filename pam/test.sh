@@ -177,13 +177,18 @@ check "no bus socket: open_session is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$
 # ---- 2. a private system-like bus, nobody owns org.nostr.Homed1 ---------------------------
 mkdir -p "$TMP/system.d"
 cp "$ROOT/dbus/org.nostr.Homed1.conf" "$TMP/system.d/"
-cat >"$TMP/bus.conf" <<EOF
+# bus_start NAME [SERVICEDIR]: starts a dbus-daemon listening on $TMP/NAME, with SERVICEDIR as
+# its only activation directory if given (else nothing is activatable).
+bus_start() {
+	local name=$1 servicedir=${2:-}
+	cat >"$TMP/$name.conf" <<EOF
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>system</type>
-  <listen>unix:path=$TMP/bus</listen>
+  <listen>unix:path=$TMP/$name</listen>
   <auth>EXTERNAL</auth>
+  ${servicedir:+<servicedir>$servicedir</servicedir>}
   <!-- system.conf's default policy: deny owning and method calls unless allowed. -->
   <policy context="default">
     <allow user="*"/>
@@ -204,11 +209,14 @@ cat >"$TMP/bus.conf" <<EOF
   <includedir>$TMP/system.d</includedir>
 </busconfig>
 EOF
-dbus-daemon --config-file="$TMP/bus.conf" --nofork --print-address=1 >"$TMP/bus.address" 2>"$TMP/bus.log" &
-PIDS+=($!)
-for _ in $(seq 100); do [[ -s $TMP/bus.address && -S $TMP/bus ]] && break; sleep 0.05; done
+	dbus-daemon --config-file="$TMP/$name.conf" --nofork --print-address=1 >"$TMP/$name.address" \
+		2>"$TMP/$name.log" &
+	PIDS+=($!)
+	for _ in $(seq 100); do [[ -s $TMP/$name.address && -S $TMP/$name ]] && break; sleep 0.05; done
+	[[ -S $TMP/$name ]] || { echo "dbus-daemon $name did not start:"; cat "$TMP/$name.log"; exit 1; }
+}
+bus_start bus
 BUS=unix:path=$TMP/bus
-[[ -S $TMP/bus ]] || { echo "dbus-daemon did not start:"; cat "$TMP/bus.log"; exit 1; }
 
 pt "$BUS" "" "$S_PLAIN" alice authenticate
 check "no daemon on the bus: authenticate is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
@@ -218,6 +226,34 @@ pt "$BUS" "" "$S_PLAIN" alice open_session
 check "no daemon on the bus: open_session is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
 pt "$BUS" "" "$S_PLAIN" alice acct_mgmt
 check "no daemon on the bus: acct_mgmt is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
+
+# ---- 2b. the bus cannot start the daemon: org.freedesktop.DBus.Error.Spawn.* -------------
+# A second bus with an activation file for org.nostr.Homed1 whose Exec fails, so the real
+# dbus-daemon answers the module's calls (sd-bus asks for auto-start) with Spawn errors:
+# first the program is missing (Spawn.ExecFailed), then it exits 3 (Spawn.ChildExited).
+# Spawn.ServiceNotFound (from the system bus's activation helper) comes from the fake, gina.
+mkdir -p "$TMP/services"
+cat >"$TMP/services/org.nostr.Homed1.service" <<EOF
+[D-BUS Service]
+Name=org.nostr.Homed1
+Exec=$TMP/homed-exec
+EOF
+bus_start actbus "$TMP/services"
+ACTBUS=unix:path=$TMP/actbus
+for op in authenticate acct_mgmt open_session; do
+	pt "$ACTBUS" "" "$S_PLAIN" alice $op
+	check "activation fails (ExecFailed): $op is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
+done
+check_grep "ExecFailed is logged with its D-Bus error name" "$SYSLOG" \
+	"OpenSession for user \"alice\" failed: org.freedesktop.DBus.Error.Spawn.ExecFailed"
+printf '#!/bin/sh\nexit 3\n' >"$TMP/homed-exec"
+chmod 0755 "$TMP/homed-exec"
+for op in authenticate acct_mgmt open_session; do
+	pt "$ACTBUS" "" "$S_PLAIN" alice $op
+	check "activation fails (ChildExited): $op is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
+done
+check_grep "ChildExited is logged with its D-Bus error name" "$SYSLOG" \
+	"CheckAccount for user \"alice\" failed: org.freedesktop.DBus.Error.Spawn.ChildExited"
 
 # ---- 3. the FAKE daemon -------------------------------------------------------------------
 FAKELOG=$TMP/fake_homed.log
@@ -249,6 +285,10 @@ pt "$BUS" "" "$S_PLAIN" carol authenticate
 check "carol (UnknownUser): PAM_USER_UNKNOWN" "1|$MSG_USER_UNKNOWN" "$rc|$(last)"
 pt "$BUS" "" "$S_PLAIN" frank authenticate
 check "frank (Unavailable): PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
+for op in authenticate acct_mgmt open_session; do
+	pt "$BUS" "" "$S_PLAIN" gina $op
+	check "gina (Spawn.ServiceNotFound): $op is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
+done
 pt "$BUS" "" "$S_PLAIN" erin authenticate
 check "erin (unknown login method): PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
 check_grep "unknown login method: logged" "$SYSLOG" "unsupported login method \"telepathy\""
@@ -288,7 +328,7 @@ check "CheckAccount(carol) UnknownUser: PAM_USER_UNKNOWN" "1|$MSG_USER_UNKNOWN" 
 pt "$BUS" "" "$S_PLAIN" alice open_session close_session
 check "alice: open_session and close_session succeed" "0|pamtester: session has successfully been closed." "$rc|$(last)"
 check "the daemon saw OpenSession(alice) then CloseSession(alice)" "OpenSession alice
-CloseSession alice" "$(grep -E '^(Open|Close)Session ' "$FAKELOG")"
+CloseSession alice" "$(grep -E '^(Open|Close)Session alice' "$FAKELOG")"
 pt "$BUS" "" "$S_PLAIN" bob open_session
 check "OpenSession(bob) MountFailed: PAM_SESSION_ERR" "1|$MSG_SESSION_ERR" "$rc|$(last)"
 
