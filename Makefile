@@ -62,12 +62,8 @@ BENCH_ONLY ?=
 bench: build $(BUILD)/nostr-homed-bench $(BENCH_C_BINS) ## run the benchmarks; writes build/bench/report.md and report.json (ratios to a same-run baseline)
 	$(BUILD)/nostr-homed-bench --build $(BUILD) --go $(GO) --out $(BUILD)/bench $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
-fuzz: ## run each fuzz target for FUZZTIME (default 10s)
-	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
-	  done; \
-	done
+fuzz: ## run every Go fuzz target for FUZZTIME each (default 10s); a failing input goes to the package's testdata/fuzz/
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 # install does not build: build as yourself, install as root (`make build && sudo make install`).
 install: ## install the built artifacts into $(DESTDIR)$(PREFIX) (PAM, NSS, binaries, bus policy, config)

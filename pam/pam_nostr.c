@@ -8,6 +8,7 @@
  *                               conversation, then CompleteLogin(login_id, password);
  *              "remote-signer": show message (and uri) as PAM_TEXT_INFO, then
  *                               CompleteLogin(login_id, "") waiting up to timeout= seconds.
+ *                               A nostrconnect:// uri is also shown as a QR code (below).
  *            Any other method: PAM_AUTHINFO_UNAVAIL. On conversation failure or when the
  *            wait runs out: CancelLogin(login_id).
  *   setcred  PAM_SUCCESS (nothing to set).
@@ -30,9 +31,16 @@
  *                       never prompt. Fails with PAM_AUTH_ERR if there is none.
  *   try_first_pass      use PAM_AUTHTOK if set; if it is missing or the daemon refuses it
  *                       (AuthFailed), start a new login and prompt.
+ *   noqr                show a nostrconnect:// uri as text only, without the QR code.
  *   Unknown arguments are logged as a warning and ignored. N is 1..86400.
  *   Other calls (BeginLogin, CompleteLogin with a password, CheckAccount) use sd-bus's
  *   default method-call timeout (25 s).
+ *
+ * QR code: a phone signer app scans a nostrconnect:// uri more easily than anyone types it,
+ * so the module draws it (libqrencode) with Unicode half blocks, two module rows per text row,
+ * in one PAM_TEXT_INFO message between the message and the uri text. ECC level M, or L when
+ * M would be wider than 80 columns; quiet zone 2 modules. If even L does not fit 80 columns
+ * (about 450 bytes) or encoding fails, only the text is shown, with a line saying why.
  *
  * Error mapping: D-Bus error name -> PAM code, per PAM function. Every failure is logged to
  * syslog (LOG_AUTHPRIV) with the D-Bus error name and message.
@@ -41,6 +49,9 @@
  *   ---------------------------------------------  -----------------  -----------------  -----------------
  *   cannot connect to the bus (sd_bus_open_system) AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL
  *   org.freedesktop.DBus.Error.ServiceUnknown      AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL
+ *   org.freedesktop.DBus.Error.Spawn.* (the bus    AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL
+ *     could not activate the daemon: no service
+ *     file, ExecFailed, ChildExited, ...)
  *   org.freedesktop.DBus.Error.NameHasNoOwner      AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL
  *   org.freedesktop.DBus.Error.NoReply            *AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL
  *   org.freedesktop.DBus.Error.Timeout, .TimedOut *AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL   AUTHINFO_UNAVAIL
@@ -70,6 +81,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <qrencode.h>
 #include <stdarg.h>
 #include <security/pam_ext.h>
 #include <security/pam_modules.h>
@@ -100,6 +112,7 @@ struct opts {
 	bool debug;
 	bool use_first_pass;
 	bool try_first_pass;
+	bool noqr;
 	unsigned timeout_sec;
 	unsigned session_timeout_sec;
 };
@@ -131,6 +144,8 @@ static void parse_opts(pam_handle_t *pamh, int argc, const char **argv, struct o
 			o->use_first_pass = true;
 		} else if (strcmp(a, "try_first_pass") == 0) {
 			o->try_first_pass = true;
+		} else if (strcmp(a, "noqr") == 0) {
+			o->noqr = true;
 		} else if (strncmp(a, "timeout=", 8) == 0) {
 			if (!parse_seconds(a + 8, &o->timeout_sec))
 				pam_syslog(pamh, LOG_WARNING,
@@ -163,6 +178,16 @@ static bool homed_error_is(const sd_bus_error *e, const char *suffix)
 	       strcmp(e->name + n, suffix) == 0;
 }
 
+/* Every org.freedesktop.DBus.Error.Spawn.* name: bus activation of the daemon failed
+ * (ServiceNotFound, ExecFailed, ChildExited, ChildSignaled, ...). The daemon is as absent as
+ * with ServiceUnknown, so the result must be the same, or a default=die stack would lock
+ * everybody out whenever the daemon cannot start. */
+static bool is_spawn_error(const sd_bus_error *e)
+{
+	static const char prefix[] = "org.freedesktop.DBus.Error.Spawn.";
+	return e && e->name && strncmp(e->name, prefix, sizeof prefix - 1) == 0;
+}
+
 /* The bus or the daemon did not answer in time. */
 static bool is_no_answer(const sd_bus_error *e)
 {
@@ -178,9 +203,9 @@ static int generic_error(enum ctx ctx)
 /* The table at the top of this file. */
 static int map_error(enum ctx ctx, const sd_bus_error *e)
 {
-	if (name_is(e, SD_BUS_ERROR_SERVICE_UNKNOWN) || name_is(e, SD_BUS_ERROR_NAME_HAS_NO_OWNER) ||
-	    is_no_answer(e) || name_is(e, SD_BUS_ERROR_DISCONNECTED) ||
-	    name_is(e, SD_BUS_ERROR_ACCESS_DENIED))
+	if (name_is(e, SD_BUS_ERROR_SERVICE_UNKNOWN) || is_spawn_error(e) ||
+	    name_is(e, SD_BUS_ERROR_NAME_HAS_NO_OWNER) || is_no_answer(e) ||
+	    name_is(e, SD_BUS_ERROR_DISCONNECTED) || name_is(e, SD_BUS_ERROR_ACCESS_DENIED))
 		return PAM_AUTHINFO_UNAVAIL;
 	if (homed_error_is(e, "UnknownUser"))
 		return PAM_USER_UNKNOWN;
@@ -305,6 +330,125 @@ static int get_user(pam_handle_t *pamh, const char **user)
 	return PAM_SUCCESS;
 }
 
+/* ---- QR code ---------------------------------------------------------------------- */
+
+/* 2, not the standard's 4: a version 14 symbol (73 modules, up to 458 bytes at level L) then
+ * still fits 80 columns, and phone scanners read a 2-module quiet zone. */
+#define QR_MARGIN 2
+#define QR_MAX_COLUMNS 80
+/* UTF-8 of U+2588 FULL BLOCK, U+2580 UPPER HALF BLOCK, U+2584 LOWER HALF BLOCK (the source
+ * stays ASCII). */
+#define QR_FULL "\xe2\x96\x88"
+#define QR_UPPER "\xe2\x96\x80"
+#define QR_LOWER "\xe2\x96\x84"
+
+static bool is_nostrconnect(const char *uri)
+{
+	return strncasecmp(uri, "nostrconnect://", 15) == 0; /* URI schemes ignore case */
+}
+
+/*
+ * Encodes s at level M, or at level L if the M symbol would not fit QR_MAX_COLUMNS (L holds
+ * about a quarter more, so a long URI still gets a QR code). QRcode_encodeString as the
+ * qrencode CLI calls it by default (mode hint 8-bit, case-sensitive), so tests can compare.
+ * Returns NULL with errno ERANGE if no symbol fits, or another errno if encoding failed.
+ */
+static QRcode *qr_encode(const char *s)
+{
+	static const QRecLevel levels[] = { QR_ECLEVEL_M, QR_ECLEVEL_L };
+	for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+		QRcode *qr = QRcode_encodeString(s, 0, levels[i], QR_MODE_8, 1);
+		if (!qr) {
+			if (errno == ERANGE)
+				continue; /* larger than version 40 at this level */
+			return NULL;
+		}
+		if (qr->width + 2 * QR_MARGIN <= QR_MAX_COLUMNS)
+			return qr;
+		QRcode_free(qr);
+	}
+	errno = ERANGE;
+	return NULL;
+}
+
+/* Whether module (x, y) of the symbol with its quiet zone is light. Outside the symbol is
+ * light: the quiet zone, and the half row below an odd number of rows. */
+static bool qr_light(const QRcode *qr, int x, int y)
+{
+	x -= QR_MARGIN;
+	y -= QR_MARGIN;
+	if (x < 0 || y < 0 || x >= qr->width || y >= qr->width)
+		return true;
+	return !(qr->data[y * qr->width + x] & 1);
+}
+
+/*
+ * Draws qr as lines of half blocks, one text row per two module rows, no final newline.
+ * The light modules are the drawn ones: most terminals show light text on a dark ground, and
+ * a scanner wants dark modules on light (the same choice as qrencode -t UTF8). NULL if out
+ * of memory.
+ */
+static char *qr_render(const QRcode *qr)
+{
+	int n = qr->width + 2 * QR_MARGIN; /* modules per side, quiet zone included */
+	int rows = (n + 1) / 2;
+	char *text = malloc((size_t)rows * ((size_t)n * 3 + 1));
+	if (!text)
+		return NULL;
+	char *p = text;
+	for (int r = 0; r < rows; r++) {
+		for (int x = 0; x < n; x++) {
+			bool top = qr_light(qr, x, 2 * r), bottom = qr_light(qr, x, 2 * r + 1);
+			const char *c = top ? (bottom ? QR_FULL : QR_UPPER)
+					    : (bottom ? QR_LOWER : " ");
+			size_t len = strlen(c);
+			memcpy(p, c, len);
+			p += len;
+		}
+		*p++ = '\n';
+	}
+	p[-1] = '\0'; /* the conversation ends each message with a newline */
+	return text;
+}
+
+/*
+ * Shows uri as a QR code, or a line saying why it cannot. One message, not one per row:
+ * conversations limit the number of messages per call (PAM_MAX_NUM_MSG, 32, fewer than the
+ * rows of a large symbol), and separate calls may be shown one at a time. Returns the
+ * conversation's result.
+ */
+static int show_qr(pam_handle_t *pamh, const struct opts *o, const char *uri)
+{
+	char *text = NULL;
+	QRcode *qr = qr_encode(uri);
+	int err = errno;
+	if (qr) {
+		text = qr_render(qr);
+		err = errno;
+		QRcode_free(qr);
+	}
+	if (text) {
+		if (o->debug)
+			pam_syslog(pamh, LOG_DEBUG, "showing the nostrconnect URI as a QR code");
+		int crc = pam_prompt(pamh, PAM_TEXT_INFO, NULL, "%s", text);
+		free(text);
+		return crc;
+	}
+	if (err == ERANGE) {
+		if (o->debug)
+			pam_syslog(pamh, LOG_DEBUG,
+				   "nostrconnect URI of %zu bytes: no QR code fits %d columns",
+				   strlen(uri), QR_MAX_COLUMNS);
+		return pam_prompt(pamh, PAM_TEXT_INFO, NULL,
+				  "No QR code: the URI is too long for a QR code %d columns wide.",
+				  QR_MAX_COLUMNS);
+	}
+	pam_syslog(pamh, LOG_WARNING, "cannot make a QR code of the nostrconnect URI: %s",
+		   strerror(err));
+	return pam_prompt(pamh, PAM_TEXT_INFO, NULL, "No QR code: it could not be made (%s).",
+			  strerror(err));
+}
+
 /* ---- auth ------------------------------------------------------------------------- */
 
 enum attempt { ATTEMPT_DONE, ATTEMPT_RETRY_WITH_PROMPT };
@@ -374,6 +518,8 @@ static int auth_remote_signer(pam_handle_t *pamh, const struct opts *o, sd_bus *
 	/* Shown even under PAM_SILENT: without them the user cannot answer the challenge. */
 	int crc = pam_prompt(pamh, PAM_TEXT_INFO, NULL, "%s",
 			     *message ? message : "Approve this login with your remote signer.");
+	if (crc == PAM_SUCCESS && *uri && !o->noqr && is_nostrconnect(uri))
+		crc = show_qr(pamh, o, uri);
 	if (crc == PAM_SUCCESS && *uri)
 		crc = pam_prompt(pamh, PAM_TEXT_INFO, NULL, "%s", uri);
 	if (crc != PAM_SUCCESS) {

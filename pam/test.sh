@@ -10,8 +10,10 @@
 # - The daemon does not exist yet: pam/fake_homed.py is a FAKE scripted stand-in for it.
 # - syslog: each pamtester runs in a private mount namespace whose /dev/log is a socket of
 #   this test, so the module's own log lines (warnings, D-Bus error names) are checked too.
-# Needs: pamtester, dbus-daemon, unshare (util-linux), /usr/bin/python3 with python3-dbus and
-# python3-gi (Debian packages).
+# - QR codes: the module's half-block drawing is read back into a module matrix, compared with
+#   the matrix of the qrencode CLI for the same text, level and margin, and decoded with zbar.
+# Needs: pamtester, dbus-daemon, unshare (util-linux), qrencode, /usr/bin/python3 with
+# python3-dbus, python3-gi and python3-zbar (Debian packages).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,11 +27,11 @@ if [[ $(id -u) -ne 0 ]]; then
 	exit 1
 fi
 [[ -e $MODULE ]] || { echo "missing $MODULE (run make -f pam/pam.mk test-pam)" >&2; exit 1; }
-for tool in pamtester dbus-daemon unshare; do
+for tool in pamtester dbus-daemon unshare qrencode; do
 	command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
-if ! "$PY" -c 'import dbus, dbus.service, dbus.mainloop.glib; from gi.repository import GLib' 2>/dev/null; then
-	echo "$PY cannot import dbus and gi: apt-get install python3-dbus python3-gi" >&2
+if ! "$PY" -c 'import dbus, dbus.service, dbus.mainloop.glib, zbar; from gi.repository import GLib' 2>/dev/null; then
+	echo "$PY cannot import dbus, gi and zbar: apt-get install python3-dbus python3-gi python3-zbar" >&2
 	exit 1
 fi
 
@@ -100,6 +102,7 @@ S_T2=$(service t2 "timeout=2")
 S_UFP=$(service ufp "use_first_pass")
 S_UFP_UNIX=$(service ufp-unix "use_first_pass" "auth optional pam_unix.so")
 S_TFP_UNIX=$(service tfp-unix "try_first_pass" "auth optional pam_unix.so")
+S_NOQR=$(service noqr "noqr")
 # The base name too, as the brief names it: the same lines as "plain".
 cp "/etc/pam.d/$S_PLAIN" "/etc/pam.d/$SVC"
 
@@ -138,17 +141,21 @@ in_ns() {
 		exec "$@"' in_ns "$TMP/realdev" "$TMP/log.sock" "$@"
 }
 
-# pt BUS_ADDRESS STDIN PAMTESTER_ARGS...: runs pamtester; sets $out (stdout+stderr), $rc, $elapsed.
+# pt BUS_ADDRESS STDIN PAMTESTER_ARGS...: runs pamtester; sets $out (stdout, then stderr), $rc,
+# $elapsed. Its stdout alone, the conversation (prompts, PAM_TEXT_INFO), is left in $CONV: kept
+# apart because stdout is block-buffered in a file, and stderr would land inside a QR code.
+CONV=$TMP/conversation.txt
 pt() {
 	local addr=$1 input=$2 start
 	shift 2
 	start=$(date +%s%N)
-	out=$(printf '%s' "$input" | in_ns env LC_ALL=C DBUS_SYSTEM_BUS_ADDRESS="$addr" timeout 60 pamtester -v "$@" 2>&1) &&
-		rc=0 || rc=$?
+	printf '%s' "$input" | in_ns env LC_ALL=C DBUS_SYSTEM_BUS_ADDRESS="$addr" timeout 60 \
+		pamtester -v "$@" >"$CONV" 2>"$TMP/pt.stderr" && rc=0 || rc=$?
 	elapsed=$((($(date +%s%N) - start) / 1000000))
+	out=$(cat "$CONV" "$TMP/pt.stderr")
 }
-# last: pamtester's final result line. (Its stdout is block-buffered in a pipe and a prompt
-# has no newline, so the line is found by its text, not by position.)
+# last: pamtester's final result line. (A prompt has no newline, so the line is found by its
+# text, not by position.)
 last() {
 	printf '%s\n' "$out" | grep -o 'pamtester: .*' |
 		grep -v -e '^pamtester: invoking pam_start' -e '^pamtester: performing operation' |
@@ -165,6 +172,100 @@ MSG_USER_UNKNOWN="pamtester: User not known to the underlying authentication mod
 MSG_PERM="pamtester: Permission denied"                                               # PAM_PERM_DENIED
 MSG_SESSION_ERR="pamtester: Cannot make/remove an entry for the specified session"    # PAM_SESSION_ERR
 
+# ---- QR code reader ----------------------------------------------------------------------
+# qr.py size|grid|decode FILE reads the one QR code drawn in half blocks in FILE (lines of
+# "█▀▄ " only): size prints COLUMNSxROWS of text; grid prints its module matrix, quiet zone
+# included, as `qrencode -t ASCII` does ("##" dark, "  " light, one line per module row);
+# decode prints what zbar reads from it, drawn light blocks on the dark ground of a terminal.
+cat >"$TMP/qr.py" <<'EOF'
+import sys
+
+HALVES = {"\u2588": (1, 1), "\u2580": (1, 0), "\u2584": (0, 1), " ": (0, 0)}  # drawn = light
+
+
+def fail(msg):
+    sys.exit("qr.py: " + msg)
+
+
+def read(path):
+    lines = open(path, encoding="utf-8", errors="replace").read().split("\n")
+    idx = [i for i, l in enumerate(lines) if l.strip() and set(l) <= set(HALVES)]
+    if not idx:
+        return None
+    if idx != list(range(idx[0], idx[-1] + 1)):
+        fail("more than one block of QR lines")
+    return [lines[i] for i in idx]
+
+
+def matrix(rows):
+    n = len(rows[0])
+    if any(len(r) != n for r in rows):
+        fail("lines of different widths")
+    light = []
+    for r in rows:
+        light.append([HALVES[c][0] for c in r])
+        light.append([HALVES[c][1] for c in r])
+    if len(light) not in (n, n + 1):
+        fail("%d module rows for %d columns: not square" % (len(light), n))
+    if len(light) == n + 1 and not all(light[-1]):
+        fail("the half row below the symbol is not light")
+    return light[:n]
+
+
+def decode(light, scale=4, pad=4):
+    import zbar
+    n = len(light)
+    w = (n + 2 * pad) * scale
+    px = bytearray(w * w)  # 0: the terminal's dark ground around the code
+    for y in range(n):
+        for x in range(n):
+            if light[y][x]:
+                for dy in range(scale):
+                    o = ((y + pad) * scale + dy) * w + (x + pad) * scale
+                    px[o:o + scale] = b"\xff" * scale
+    scanner = zbar.ImageScanner()
+    scanner.parse_config("enable")
+    image = zbar.Image(w, w, "Y800", bytes(px))
+    scanner.scan(image)
+    return [s.data for s in image]
+
+
+mode, path = sys.argv[1], sys.argv[2]
+rows = read(path)
+if mode == "size":
+    print("none" if rows is None else "%dx%d" % (len(rows[0]), len(rows)))
+    sys.exit(0)
+if rows is None:
+    fail("no QR code in " + path)
+light = matrix(rows)
+if mode == "grid":
+    for row in light:
+        print("".join("  " if v else "##" for v in row))
+elif mode == "decode":
+    print("\n".join(decode(light)))
+else:
+    fail("unknown mode " + mode)
+EOF
+
+# qr_checks WHO URI LEVEL: the conversation in $CONV shows one QR code of URI at LEVEL: the
+# size qrencode makes, the same modules, and zbar reads URI back.
+qr_checks() {
+	local who=$1 uri=$2 level=$3 n
+	qrencode -l "$level" -m 2 -t ASCII -o "$TMP/expected.txt" "$uri"
+	n=$(wc -l <"$TMP/expected.txt") # modules per side, quiet zone included
+	check "$who: QR code of ${n}x$(((n + 1) / 2)) characters, the size qrencode -l $level -m 2 makes" \
+		"${n}x$(((n + 1) / 2))" "$("$PY" "$TMP/qr.py" size "$CONV")"
+	if "$PY" "$TMP/qr.py" grid "$CONV" >"$TMP/grid.txt" && cmp -s "$TMP/grid.txt" "$TMP/expected.txt"; then
+		ok "$who: the QR code has the same modules as qrencode -l $level -m 2 -t ASCII"
+	else
+		bad "$who: the QR code has the same modules as qrencode -l $level -m 2 -t ASCII"
+		diff "$TMP/grid.txt" "$TMP/expected.txt" | head -n 10 | sed 's/^/    | /' || true
+	fi
+	check "$who: zbar decodes the QR code to the URI" "$uri" "$("$PY" "$TMP/qr.py" decode "$CONV" 2>&1)"
+}
+# cols LEVEL URI: modules per side, quiet zone of 2 included, of qrencode's symbol for URI.
+cols() { qrencode -l "$1" -m 2 -t ASCII "$2" | wc -l; }
+
 # ---- 1. no bus at all ---------------------------------------------------------------------
 NOBUS=unix:path=$TMP/no-such-bus-socket
 pt "$NOBUS" "" "$S_PLAIN" alice authenticate
@@ -177,13 +278,18 @@ check "no bus socket: open_session is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$
 # ---- 2. a private system-like bus, nobody owns org.nostr.Homed1 ---------------------------
 mkdir -p "$TMP/system.d"
 cp "$ROOT/dbus/org.nostr.Homed1.conf" "$TMP/system.d/"
-cat >"$TMP/bus.conf" <<EOF
+# bus_start NAME [SERVICEDIR]: starts a dbus-daemon listening on $TMP/NAME, with SERVICEDIR as
+# its only activation directory if given (else nothing is activatable).
+bus_start() {
+	local name=$1 servicedir=${2:-}
+	cat >"$TMP/$name.conf" <<EOF
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>system</type>
-  <listen>unix:path=$TMP/bus</listen>
+  <listen>unix:path=$TMP/$name</listen>
   <auth>EXTERNAL</auth>
+  ${servicedir:+<servicedir>$servicedir</servicedir>}
   <!-- system.conf's default policy: deny owning and method calls unless allowed. -->
   <policy context="default">
     <allow user="*"/>
@@ -204,11 +310,14 @@ cat >"$TMP/bus.conf" <<EOF
   <includedir>$TMP/system.d</includedir>
 </busconfig>
 EOF
-dbus-daemon --config-file="$TMP/bus.conf" --nofork --print-address=1 >"$TMP/bus.address" 2>"$TMP/bus.log" &
-PIDS+=($!)
-for _ in $(seq 100); do [[ -s $TMP/bus.address && -S $TMP/bus ]] && break; sleep 0.05; done
+	dbus-daemon --config-file="$TMP/$name.conf" --nofork --print-address=1 >"$TMP/$name.address" \
+		2>"$TMP/$name.log" &
+	PIDS+=($!)
+	for _ in $(seq 100); do [[ -s $TMP/$name.address && -S $TMP/$name ]] && break; sleep 0.05; done
+	[[ -S $TMP/$name ]] || { echo "dbus-daemon $name did not start:"; cat "$TMP/$name.log"; exit 1; }
+}
+bus_start bus
 BUS=unix:path=$TMP/bus
-[[ -S $TMP/bus ]] || { echo "dbus-daemon did not start:"; cat "$TMP/bus.log"; exit 1; }
 
 pt "$BUS" "" "$S_PLAIN" alice authenticate
 check "no daemon on the bus: authenticate is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
@@ -218,6 +327,34 @@ pt "$BUS" "" "$S_PLAIN" alice open_session
 check "no daemon on the bus: open_session is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
 pt "$BUS" "" "$S_PLAIN" alice acct_mgmt
 check "no daemon on the bus: acct_mgmt is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
+
+# ---- 2b. the bus cannot start the daemon: org.freedesktop.DBus.Error.Spawn.* -------------
+# A second bus with an activation file for org.nostr.Homed1 whose Exec fails, so the real
+# dbus-daemon answers the module's calls (sd-bus asks for auto-start) with Spawn errors:
+# first the program is missing (Spawn.ExecFailed), then it exits 3 (Spawn.ChildExited).
+# Spawn.ServiceNotFound (from the system bus's activation helper) comes from the fake, gina.
+mkdir -p "$TMP/services"
+cat >"$TMP/services/org.nostr.Homed1.service" <<EOF
+[D-BUS Service]
+Name=org.nostr.Homed1
+Exec=$TMP/homed-exec
+EOF
+bus_start actbus "$TMP/services"
+ACTBUS=unix:path=$TMP/actbus
+for op in authenticate acct_mgmt open_session; do
+	pt "$ACTBUS" "" "$S_PLAIN" alice $op
+	check "activation fails (ExecFailed): $op is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
+done
+check_grep "ExecFailed is logged with its D-Bus error name" "$SYSLOG" \
+	"OpenSession for user \"alice\" failed: org.freedesktop.DBus.Error.Spawn.ExecFailed"
+printf '#!/bin/sh\nexit 3\n' >"$TMP/homed-exec"
+chmod 0755 "$TMP/homed-exec"
+for op in authenticate acct_mgmt open_session; do
+	pt "$ACTBUS" "" "$S_PLAIN" alice $op
+	check "activation fails (ChildExited): $op is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
+done
+check_grep "ChildExited is logged with its D-Bus error name" "$SYSLOG" \
+	"CheckAccount for user \"alice\" failed: org.freedesktop.DBus.Error.Spawn.ChildExited"
 
 # ---- 3. the FAKE daemon -------------------------------------------------------------------
 FAKELOG=$TMP/fake_homed.log
@@ -249,6 +386,10 @@ pt "$BUS" "" "$S_PLAIN" carol authenticate
 check "carol (UnknownUser): PAM_USER_UNKNOWN" "1|$MSG_USER_UNKNOWN" "$rc|$(last)"
 pt "$BUS" "" "$S_PLAIN" frank authenticate
 check "frank (Unavailable): PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
+for op in authenticate acct_mgmt open_session; do
+	pt "$BUS" "" "$S_PLAIN" gina $op
+	check "gina (Spawn.ServiceNotFound): $op is PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
+done
 pt "$BUS" "" "$S_PLAIN" erin authenticate
 check "erin (unknown login method): PAM_AUTHINFO_UNAVAIL" "1|$MSG_AUTHINFO" "$rc|$(last)"
 check_grep "unknown login method: logged" "$SYSLOG" "unsupported login method \"telepathy\""
@@ -276,6 +417,45 @@ else
 fi
 check_grep "dave: the timeout is logged" "$SYSLOG" "the remote signer did not answer within 2 s"
 
+# remote-signer QR codes: dave's run above; hank, ivan and judy get signers that answer at once
+URI_DAVE=$("$PY" "$ROOT/pam/fake_homed.py" --print-uri dave)
+qr_checks dave "$URI_DAVE" M
+# line_of FIXED_STRING: number of the first line of $CONV that contains it (0: none)
+line_of() { { grep -n -m1 -F -- "$1" "$CONV" || echo 0:; } | cut -d: -f1; }
+m=$(line_of "signer app (fake)") q=$(line_of "█") u=$(line_of "$URI_DAVE")
+if ((m > 0 && m < q && q < u)); then
+	ok "dave: the message, then the QR code, then the URI"
+else
+	bad "dave: the message, then the QR code, then the URI (lines $m, $q, $u)"
+fi
+URI_HANK=$("$PY" "$ROOT/pam/fake_homed.py" --print-uri hank)
+pt "$BUS" "" "$S_PLAIN" hank authenticate
+check "hank (remote signer answers at once): authenticated" "0|$MSG_OK_AUTH" "$rc|$(last)"
+check "hank's URI (${#URI_HANK} bytes) is wider than 80 columns at level M, not at L" "81 73" \
+	"$(cols M "$URI_HANK") $(cols L "$URI_HANK")"
+qr_checks hank "$URI_HANK" L
+check_grep "hank: the URI is shown as text too" "$CONV" "$URI_HANK"
+URI_IVAN=$("$PY" "$ROOT/pam/fake_homed.py" --print-uri ivan)
+pt "$BUS" "" "$S_PLAIN" ivan authenticate
+check "ivan: authenticated" "0|$MSG_OK_AUTH" "$rc|$(last)"
+check "ivan's URI (${#URI_IVAN} bytes) is wider than 80 columns even at level L" "81" "$(cols L "$URI_IVAN")"
+check "ivan: no QR code" "none" "$("$PY" "$TMP/qr.py" size "$CONV")"
+check_grep "ivan: says why there is no QR code" "$CONV" \
+	"No QR code: the URI is too long for a QR code 80 columns wide."
+check_grep "ivan: the URI is shown as text" "$CONV" "$URI_IVAN"
+pt "$BUS" "" "$S_PLAIN" judy authenticate
+check "judy (a URI that is not nostrconnect://): authenticated, no QR code, no excuse" "0|none|0" \
+	"$rc|$("$PY" "$TMP/qr.py" size "$CONV")|$(grep -c 'No QR code' "$CONV" || true)"
+check_grep "judy: the URI is shown as text" "$CONV" "https://signer.invalid/approve?login=1"
+pt "$BUS" "" "$S_NOQR" hank authenticate
+check "noqr: hank authenticated, no QR code" "0|$MSG_OK_AUTH|none" "$rc|$(last)|$("$PY" "$TMP/qr.py" size "$CONV")"
+check_grep "noqr: the URI is still shown as text" "$CONV" "$URI_HANK"
+if grep -q 'unknown argument "noqr"' "$SYSLOG"; then
+	bad "noqr is a known argument (no warning)"
+else
+	ok "noqr is a known argument (no warning)"
+fi
+
 # account
 pt "$BUS" "" "$S_PLAIN" alice acct_mgmt
 check "CheckAccount(alice): success" "0|pamtester: account management done." "$rc|$(last)"
@@ -288,7 +468,7 @@ check "CheckAccount(carol) UnknownUser: PAM_USER_UNKNOWN" "1|$MSG_USER_UNKNOWN" 
 pt "$BUS" "" "$S_PLAIN" alice open_session close_session
 check "alice: open_session and close_session succeed" "0|pamtester: session has successfully been closed." "$rc|$(last)"
 check "the daemon saw OpenSession(alice) then CloseSession(alice)" "OpenSession alice
-CloseSession alice" "$(grep -E '^(Open|Close)Session ' "$FAKELOG")"
+CloseSession alice" "$(grep -E '^(Open|Close)Session alice' "$FAKELOG")"
 pt "$BUS" "" "$S_PLAIN" bob open_session
 check "OpenSession(bob) MountFailed: PAM_SESSION_ERR" "1|$MSG_SESSION_ERR" "$rc|$(last)"
 

@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,6 +48,14 @@ func FuzzDecodeVersioned(f *testing.F) {
 	f.Add([]byte(`{"v":1,"root":{"hash":"` + "ab" + `","size":1},"generation":1,"parent":""}`))
 	f.Add([]byte(`{"v":1,"home_key":"00","files":[{"name":"a","data":"eA=="}]}`))
 	f.Add([]byte(`{"v":2}`))
+	// Accepted ones, so that the fuzzer starts from content that passes Check, and the
+	// refusals of TestManifestForgedSchemaInsideValidEncryption.
+	h := strings.Repeat("ab", 32)
+	f.Add([]byte(`{"v":1,"root":{"hash":"` + h + `","size":1},"generation":1,"parent":"","machine":"host-a"}`))
+	f.Add([]byte(`{"v":1,"root":{"hash":"` + h + `","size":1099511627776},"generation":2,"parent":"` + h + `"}`))
+	f.Add([]byte(`{"v":1,"root":{"hash":"` + h + `","size":-1},"generation":1,"parent":""}`))
+	f.Add([]byte(`{"v":1,"root":{"hash":"` + h + `","size":1},"generation":5,"parent":""}`))
+	f.Add([]byte(`{"v":1,"home_key":"` + h + `","files":[{"name":"id_ed25519","data":"eA=="},{"name":"token.txt","data":""}]}`))
 	ev := &nostr.Event{ID: "x"}
 	f.Fuzz(func(t *testing.T, content []byte) {
 		var m Manifest
