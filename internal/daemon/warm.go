@@ -207,7 +207,8 @@ func (d *Daemon) doWarm(ctx context.Context, pk, ns string, rep *WarmReport) err
 	}
 }
 
-// fetchAgg collects what every relay did over several queries.
+// fetchAgg collects what every relay did over several queries. Its mu also guards the
+// report's Refused and Updated while queries run: round 2 runs two fetchKinds at once.
 type fetchAgg struct {
 	mu       sync.Mutex
 	answered map[string]bool
@@ -250,7 +251,6 @@ func (a *fetchAgg) report(rep *WarmReport) {
 
 // fetchKinds asks relays for each kind at once and stores the newest valid events.
 func (d *Daemon) fetchKinds(ctx context.Context, relays []string, pk, ns string, kinds []int, rep *WarmReport, agg *fetchAgg) {
-	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, kind := range kinds {
 		wg.Add(1)
@@ -274,8 +274,8 @@ func (d *Daemon) fetchKinds(ctx context.Context, relays []string, pk, ns string,
 				}
 				updated = ok
 			}
-			mu.Lock()
-			defer mu.Unlock()
+			agg.mu.Lock()
+			defer agg.mu.Unlock()
 			rep.Refused = append(rep.Refused, refused...)
 			if updated {
 				rep.Updated = append(rep.Updated, kindNames[kind])
