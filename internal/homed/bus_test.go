@@ -62,6 +62,13 @@ func (r *recorder) UIDOf(u string) (uint32, error) {
 	return uid, nil
 }
 
+// set sets the error the service answers with.
+func (r *recorder) set(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.err = err
+}
+
 func (r *recorder) log() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -161,12 +168,12 @@ func TestDaemonChecksEvenIfPolicyAllows(t *testing.T) {
 
 func TestServiceErrorsKeepTheirNames(t *testing.T) {
 	bus, rec := startService(t)
-	rec.err = Errorf(ErrAuthFailed, "wrong password for alice")
+	rec.set(Errorf(ErrAuthFailed, "wrong password for alice"))
 	out, err := call(t, bus, 0, "CompleteLogin", "string:id1", "string:pw")
 	if err == nil || !strings.Contains(out, ErrAuthFailed) || !strings.Contains(out, "wrong password for alice") {
 		t.Fatalf("typed error: %v\n%s", err, out)
 	}
-	rec.err = os.ErrPermission // unclassified
+	rec.set(os.ErrPermission) // unclassified
 	out, _ = call(t, bus, 0, "OpenSession", "string:alice")
 	if !strings.Contains(out, errFailed) {
 		t.Fatalf("unclassified error: %s", out)
