@@ -4,9 +4,9 @@
 //
 // Authorisation is done twice, on purpose. The bus policy (dbus/org.nostr.Homed1.conf) denies
 // by default and lets each method through by name; this package then asks the bus for the
-// caller's UID (GetConnectionUnixUser) and allows logins, sessions and cache warming only for
-// root, and status only for root and the user it is about. A mistake in one fence is caught by
-// the other.
+// caller's UID (GetConnectionUnixUser) and allows logins, sessions, ending a user's sessions
+// and cache warming only for root, and status only for root and the user it is about. A
+// mistake in one fence is caught by the other.
 //
 // The work itself is behind the Service interface, implemented by the daemon; this package
 // holds no state. godbus runs each incoming call in its own goroutine, so a CompleteLogin that
@@ -83,6 +83,9 @@ type Service interface {
 	CheckAccount(ctx context.Context, user string) error
 	OpenSession(ctx context.Context, user string) error
 	CloseSession(ctx context.Context, user string) error
+	// TerminateSessions ends every session of user whatever its count, drops a pending
+	// login signer and outstanding logins of user, and returns how many sessions were open.
+	TerminateSessions(ctx context.Context, user string) (uint32, error)
 	WarmCache(ctx context.Context, target string) error
 	Status(ctx context.Context, user string) (string, error)
 	// UIDOf returns the UID of an enrolled user, for authorising GetStatus.
@@ -161,6 +164,14 @@ func (o *object) CloseSession(sender dbus.Sender, user string) *dbus.Error {
 		return derr
 	}
 	return toDBus(o.svc.CloseSession(o.ctx, user))
+}
+
+func (o *object) TerminateSessions(sender dbus.Sender, user string) (uint32, *dbus.Error) {
+	if derr := o.rootOnly(sender, "TerminateSessions"); derr != nil {
+		return 0, derr
+	}
+	n, err := o.svc.TerminateSessions(o.ctx, user)
+	return n, toDBus(err)
 }
 
 func (o *object) WarmCache(sender dbus.Sender, target string) *dbus.Error {

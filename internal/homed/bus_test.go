@@ -50,6 +50,9 @@ func (r *recorder) OpenSession(ctx context.Context, u string) error {
 func (r *recorder) CloseSession(ctx context.Context, u string) error {
 	return r.note("CloseSession " + u)
 }
+func (r *recorder) TerminateSessions(ctx context.Context, u string) (uint32, error) {
+	return 2, r.note("TerminateSessions " + u)
+}
 func (r *recorder) WarmCache(ctx context.Context, t string) error { return r.note("WarmCache " + t) }
 func (r *recorder) Status(ctx context.Context, u string) (string, error) {
 	return `{"user":"` + u + `"}`, r.note("Status " + u)
@@ -111,14 +114,17 @@ func TestRootMayCallEverything(t *testing.T) {
 		{"CheckAccount", "string:alice"},
 		{"OpenSession", "string:alice"},
 		{"CloseSession", "string:alice"},
+		{"TerminateSessions", "string:alice"},
 		{"WarmCache", "string:alice"},
 		{"GetStatus", "string:alice"},
 	} {
 		if out, err := call(t, bus, 0, c[0], c[1:]...); err != nil {
 			t.Fatalf("%s as root: %v\n%s", c[0], err, out)
+		} else if c[0] == "TerminateSessions" && !strings.Contains(out, "uint32 2") {
+			t.Fatalf("TerminateSessions's answer: %s", out)
 		}
 	}
-	want := "BeginLogin alice sshd 10.0.0.1\nCompleteLogin id1\nCheckAccount alice\nOpenSession alice\nCloseSession alice\nWarmCache alice\nStatus alice"
+	want := "BeginLogin alice sshd 10.0.0.1\nCompleteLogin id1\nCheckAccount alice\nOpenSession alice\nCloseSession alice\nTerminateSessions alice\nWarmCache alice\nStatus alice"
 	if got := rec.log(); got != want {
 		t.Fatalf("calls:\n%s\nwant:\n%s", got, want)
 	}
@@ -130,7 +136,9 @@ func TestUnprivilegedCallersAreRefused(t *testing.T) {
 		{"OpenSession", "string:nobodyuser"},
 		{"BeginLogin", "string:alice", "string:sshd", "string:"},
 		{"WarmCache", "string:alice"},
-		{"GetStatus", "string:alice"}, // another user's status
+		{"TerminateSessions", "string:alice"},
+		{"TerminateSessions", "string:nobodyuser"}, // not even one's own
+		{"GetStatus", "string:alice"},              // another user's status
 	} {
 		out, err := call(t, bus, 65534, c[0], c[1:]...)
 		if err == nil || !strings.Contains(out, "AccessDenied") {
@@ -154,12 +162,14 @@ func TestDaemonChecksEvenIfPolicyAllows(t *testing.T) {
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig><policy context="mandatory"><allow send_destination="org.nostr.Homed1"/></policy></busconfig>`), 0o644)
 	bus, rec := startService(t, open)
-	out, err := call(t, bus, 65534, "OpenSession", "string:alice")
-	if err == nil || !strings.Contains(out, ErrAccessDenied) {
-		t.Fatalf("OpenSession as uid 65534 with an open policy: %v\n%s", err, out)
-	}
-	if !strings.Contains(out, "root only") {
-		t.Fatalf("the refusal does not say why: %s", out)
+	for _, m := range []string{"OpenSession", "TerminateSessions"} {
+		out, err := call(t, bus, 65534, m, "string:alice")
+		if err == nil || !strings.Contains(out, ErrAccessDenied) {
+			t.Fatalf("%s as uid 65534 with an open policy: %v\n%s", m, err, out)
+		}
+		if !strings.Contains(out, "root only") {
+			t.Fatalf("the refusal does not say why: %s", out)
+		}
 	}
 	if rec.log() != "" {
 		t.Fatalf("the service was called: %s", rec.log())
