@@ -83,6 +83,13 @@
 // CompleteLogin that finishes after that, or after the user was enrolled again with another
 // key, keeps no signer.
 //
+// # Warm progress
+//
+// WarmCache reports its stages (homed.Stage*: start, asking, answered, found, not-found,
+// refused, then done or failed) to a homed.Progress as they happen; package homed sends
+// them as WarmProgress signals to the caller alone. The warms of logins and session starts
+// report nothing.
+//
 // # Mounters and the readiness protocol
 //
 // A Mounter starts the mount of one user's home and says when it is ready. Two exist:
