@@ -48,8 +48,13 @@ The daemon:
 The user database (direct, as root; the daemon need not run):
   add NPUB --name NAME [--gecos TEXT] [--json]
                                  enroll a public key as a local user
-  remove NAME                    remove an enrolled user (its UID stays reserved) and
-                                 forget its cached events
+  remove NAME                    end the user's sessions, then remove the user (its UID
+                                 stays reserved) and forget its cached events. The sessions
+                                 are ended by the daemon (TerminateSessions: mount stopped,
+                                 secrets and key wiped); if it is not running, nothing can
+                                 be open and remove goes on. If it runs and cannot end them,
+                                 the user is NOT removed: exit 1 (e.g. a mount that had to
+                                 be killed: run remove again), 3 (no answer) or 4 (denied)
   list [--json]                  list enrolled users
 
 Through the daemon (over the system bus):
@@ -234,15 +239,55 @@ func (c *cli) remove(args []string) int {
 	if err != nil || len(pos) != 1 {
 		return c.usageErr(orErr(err, "remove needs one NAME"), "remove NAME")
 	}
+	name := pos[0]
+	if !userdb.ValidName(name) {
+		return c.usageErr(fmt.Errorf("%q is not a valid user name", name), "remove NAME")
+	}
 	cfg, code := c.loadConfig()
 	if code != exitOK {
 		return code
 	}
-	if err := daemon.RemoveUser(context.Background(), cfg, daemon.Options{}, pos[0]); err != nil {
+	if code := c.terminateSessions(name); code != exitOK {
+		return code
+	}
+	if err := daemon.RemoveUser(context.Background(), cfg, daemon.Options{}, name); err != nil {
 		return c.errorf(exitFailed, "%v", err)
 	}
-	fmt.Fprintf(c.stdout, "removed %s (its UID stays reserved for its key)\n", pos[0])
+	fmt.Fprintf(c.stdout, "removed %s (its UID stays reserved for its key)\n", name)
 	return exitOK
+}
+
+// terminateSessions asks the daemon to end every session of name before it is removed. No
+// bus, or no daemon on it: nothing can be open, so that is success. Any answer other than
+// success from a running daemon is a failure: the user must not be removed while a session
+// of theirs may still run.
+func (c *cli) terminateSessions(name string) int {
+	conn, err := dbus.ConnectSystemBus()
+	if err != nil {
+		fmt.Fprintf(c.stdout, "the system bus cannot be reached (%v): no daemon runs, so no session of %s is open\n", err, name)
+		return exitOK
+	}
+	defer conn.Close()
+	var n uint32
+	err = callOn(conn, "TerminateSessions", []any{&n}, name)
+	var derr dbus.Error
+	switch {
+	case err == nil && n == 0:
+		fmt.Fprintf(c.stdout, "no session of %s was open\n", name)
+		return exitOK
+	case err == nil:
+		fmt.Fprintf(c.stdout, "ended %d session(s) of %s: home unmounted, secrets and key wiped\n", n, name)
+		return exitOK
+	case errors.As(err, &derr) && daemonNotRunning(derr.Name):
+		fmt.Fprintf(c.stdout, "the daemon is not running (%s has no owner): no session of %s is open\n", homed.BusName, name)
+		return exitOK
+	}
+	return c.failure("TerminateSessions", err, fmt.Sprintf("; %s is NOT removed", name))
+}
+
+// daemonNotRunning tells the bus's errors for a name nobody owns.
+func daemonNotRunning(name string) bool {
+	return name == "org.freedesktop.DBus.Error.ServiceUnknown" || name == "org.freedesktop.DBus.Error.NameHasNoOwner"
 }
 
 type userOut struct {
@@ -329,24 +374,39 @@ func (c *cli) call(method string, out []any, args ...any) int {
 		return c.errorf(exitUnavailable, "cannot reach the system bus: %v", err)
 	}
 	defer conn.Close()
+	return c.failure(method, callOn(conn, method, out, args...), "")
+}
+
+// callOn makes one org.nostr.Homed1 call on conn, bounded by callTimeout, and stores its
+// answer in out.
+func callOn(conn *dbus.Conn, method string, out []any, args ...any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	call := conn.Object(homed.BusName, homed.ObjectPath).CallWithContext(ctx, homed.Interface+"."+method, 0, args...)
+	return storeReply(call, out)
+}
+
+func storeReply(call *dbus.Call, out []any) error {
 	if call.Err == nil && len(out) > 0 {
 		call.Err = call.Store(out...)
 	}
-	if call.Err == nil {
+	return call.Err
+}
+
+// failure prints the error of a call (nil: nothing) with note appended, and returns its exit
+// code.
+func (c *cli) failure(method string, err error, note string) int {
+	if err == nil {
 		return exitOK
 	}
 	var derr dbus.Error
-	if errors.As(call.Err, &derr) {
-		msg := derr.Error()
-		return c.errorf(exitCodeOf(derr.Name), "%s (%s)", msg, derr.Name)
+	if errors.As(err, &derr) {
+		return c.errorf(exitCodeOf(derr.Name), "%s (%s)%s", derr.Error(), derr.Name, note)
 	}
-	if errors.Is(call.Err, context.DeadlineExceeded) {
-		return c.errorf(exitUnavailable, "%s: no answer from the daemon within %s", method, callTimeout)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return c.errorf(exitUnavailable, "%s: no answer from the daemon within %s%s", method, callTimeout, note)
 	}
-	return c.errorf(exitFailed, "%s: %v", method, call.Err)
+	return c.errorf(exitFailed, "%s: %v%s", method, err, note)
 }
 
 // exitCodeOf maps a D-Bus error name to an exit code.

@@ -63,12 +63,19 @@ func binary(t *testing.T) string {
 // writeConfig writes a configuration whose files all live under base.
 func writeConfig(t *testing.T, base string) string {
 	t.Helper()
+	return writeConfigTop(t, base, "", "")
+}
+
+// writeConfigTop is writeConfig with top-level settings (top) and more [session] settings.
+func writeConfigTop(t *testing.T, base, top, session string) string {
+	t.Helper()
 	for _, d := range []string{"home", "run"} {
 		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	conf := `# test configuration
+` + top + `
 [users]
 database = "` + filepath.Join(base, "lib", "users.db") + `"
 home_base = "` + filepath.Join(base, "home") + `"
@@ -76,7 +83,7 @@ home_base = "` + filepath.Join(base, "home") + `"
 [session]
 runtime_dir = "` + filepath.Join(base, "run") + `"
 supervisor = "builtin"
-`
+` + session
 	p := filepath.Join(base, "config.toml")
 	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -116,6 +123,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"status", "a", "b"}, exitUsage},
 		{[]string{"open"}, exitUsage},
 		{[]string{"list", "--bogus"}, exitUsage},
+		{[]string{"remove", "Bad Name"}, exitUsage},
 	} {
 		if code, _, errOut := runCLI(c.args...); code != c.want {
 			t.Errorf("%v: exit %d, want %d (%s)", c.args, code, c.want, errOut)
@@ -129,6 +137,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 }
 
 func TestAddListRemove(t *testing.T) {
+	// Not the machine's system bus: no daemon here, so remove goes on without one.
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "no-bus"))
 	base := t.TempDir()
 	cfg := writeConfig(t, base)
 	alice := newNpub(t)
