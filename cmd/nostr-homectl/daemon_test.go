@@ -323,3 +323,92 @@ func TestRemoveWithoutDaemon(t *testing.T) {
 		})
 	}
 }
+
+// progressLines returns the stages of the progress lines in stderr ("  0.1s  stage  detail").
+func progressLines(stderr string) (stages, lines []string) {
+	for _, l := range strings.Split(stderr, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && strings.HasSuffix(f[0], "s") {
+			if _, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "s"), 64); err == nil {
+				stages = append(stages, f[1])
+				lines = append(lines, l)
+			}
+		}
+	}
+	return stages, lines
+}
+
+// indexOf returns the index of the first line with stage and detail prefix, or -1.
+func indexOf(lines []string, stage, prefix string) int {
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) >= 3 && f[1] == stage && strings.HasPrefix(strings.Join(f[2:], " "), prefix) {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestWarmProgress: `warm --progress` against a real relay prints the daemon's stages on
+// stderr, in order: start, round 1, what round 1 found, round 2, what it found, done. With
+// --json, stdout stays one JSON document. Without --progress and with stderr not a terminal,
+// nothing is printed; --progress=false turns it off too. A warm that fails ends with
+// "failed".
+func TestWarmProgress(t *testing.T) {
+	ld := startDaemon(t)
+	ld.addUser("alice")
+
+	code, out, errOut := runCLI("warm", "alice", "--progress", "--config", ld.cfg)
+	if code != exitOK {
+		t.Fatalf("warm --progress: %d\n%s%s", code, out, errOut)
+	}
+	stages, lines := progressLines(errOut)
+	t.Logf("warm --progress, stderr:\n%s", errOut)
+	if len(stages) == 0 || stages[0] != homed.StageStart || stages[len(stages)-1] != homed.StageDone {
+		t.Fatalf("stages %q: want start first and done last", stages)
+	}
+	ask1 := indexOf(lines, homed.StageAsking, "round 1: settings, relay list from 1 relay(s)")
+	answered := indexOf(lines, homed.StageAnswered, "settings: 1 of 1 relay(s) answered")
+	settings := indexOf(lines, homed.StageFound, "settings: event")
+	ask2 := indexOf(lines, homed.StageAsking, "round 2: manifest, secrets, server list")
+	manifest := indexOf(lines, homed.StageFound, "manifest: event")
+	secrets := indexOf(lines, homed.StageFound, "secrets: event")
+	done := len(lines) - 1
+	// Round 2's kinds are asked at once: their lines may come in any order between.
+	if !(0 < ask1 && ask1 < answered && answered < settings && settings < ask2 &&
+		ask2 < manifest && manifest < done && ask2 < secrets && secrets < done) {
+		t.Fatalf("stages out of order or missing:\n%s", strings.Join(lines, "\n"))
+	}
+	if !strings.Contains(lines[len(lines)-1], "1 relay(s) answered") || !strings.Contains(out, "last warm:") {
+		t.Fatalf("done line %q, stdout:\n%s", lines[len(lines)-1], out)
+	}
+	if s, _ := progressLines(out); len(s) != 0 {
+		t.Fatalf("progress on stdout:\n%s", out)
+	}
+
+	// --json: stdout is one JSON document, the progress is on stderr.
+	code, out, errOut = runCLI("warm", "alice", "--json", "--progress", "--config", ld.cfg)
+	var st daemon.Status
+	if code != exitOK || json.Unmarshal([]byte(out), &st) != nil || st.User != "alice" || st.LastWarm == nil {
+		t.Fatalf("warm --json --progress: %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	if s, _ := progressLines(errOut); len(s) == 0 || s[len(s)-1] != homed.StageDone {
+		t.Fatalf("warm --json --progress printed no progress on stderr: %s", errOut)
+	}
+
+	// Not a terminal (a buffer), or --progress=false: no progress.
+	for _, args := range [][]string{{"warm", "alice"}, {"warm", "alice", "--progress=false"}} {
+		code, _, errOut := runCLI(append(args, "--config", ld.cfg)...)
+		if s, _ := progressLines(errOut); code != exitOK || len(s) != 0 {
+			t.Fatalf("%v: %d, progress %q", args, code, errOut)
+		}
+	}
+
+	// An npub with nothing on the relay: the warm fails, and says so last.
+	code, _, errOut = runCLI("warm", newNpub(t), "--progress", "--config", ld.cfg)
+	stages, lines = progressLines(errOut)
+	if code != exitUnavailable || len(stages) == 0 || stages[len(stages)-1] != homed.StageFailed ||
+		indexOf(lines, homed.StageNotFound, "settings: none") < 0 {
+		t.Fatalf("warm of an npub with nothing published: %d\n%s", code, errOut)
+	}
+}

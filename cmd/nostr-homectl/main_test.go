@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip19"
+	"golang.org/x/sys/unix"
 
 	"github.com/nostr-homed/nostr-homed/internal/daemon"
 	"github.com/nostr-homed/nostr-homed/internal/dbustest"
@@ -124,6 +126,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"open"}, exitUsage},
 		{[]string{"list", "--bogus"}, exitUsage},
 		{[]string{"remove", "Bad Name"}, exitUsage},
+		{[]string{"warm", "alice", "--progress=maybe"}, exitUsage},
 	} {
 		if code, _, errOut := runCLI(c.args...); code != c.want {
 			t.Errorf("%v: exit %d, want %d (%s)", c.args, code, c.want, errOut)
@@ -323,5 +326,34 @@ func TestServeEndToEnd(t *testing.T) {
 	// The daemon is gone, the bus is still there: not available.
 	if code, _, errOut := cli(0, "status", "alice"); code != exitUnavailable {
 		t.Fatalf("status with no daemon: exit %d: %s", code, errOut)
+	}
+}
+
+// TestIsTerminal: warm's progress is on by default only when stderr is a terminal.
+func TestIsTerminal(t *testing.T) {
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetUint32(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pts.Close()
+	file, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if !isTerminal(pts) || isTerminal(file) || isTerminal(&bytes.Buffer{}) {
+		t.Fatalf("isTerminal: pts %v, file %v, buffer %v", isTerminal(pts), isTerminal(file), isTerminal(&bytes.Buffer{}))
 	}
 }
