@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/nbd-wtf/go-nostr/nip19"
+	"golang.org/x/sys/unix"
 
 	"github.com/nostr-homed/nostr-homed/internal/config"
 	"github.com/nostr-homed/nostr-homed/internal/daemon"
@@ -48,14 +50,21 @@ The daemon:
 The user database (direct, as root; the daemon need not run):
   add NPUB --name NAME [--gecos TEXT] [--json]
                                  enroll a public key as a local user
-  remove NAME                    remove an enrolled user (its UID stays reserved) and
-                                 forget its cached events
+  remove NAME                    end the user's sessions, then remove the user (its UID
+                                 stays reserved) and forget its cached events. The sessions
+                                 are ended by the daemon (TerminateSessions: mount stopped,
+                                 secrets and key wiped); if it is not running, nothing can
+                                 be open and remove goes on. If it runs and cannot end them,
+                                 the user is NOT removed: exit 1 (e.g. a mount that had to
+                                 be killed: run remove again), 3 (no answer) or 4 (denied)
   list [--json]                  list enrolled users
 
 Through the daemon (over the system bus):
-  warm NPUB|USER[/NAMESPACE] [--json]
+  warm NPUB|USER[/NAMESPACE] [--json] [--progress[=false]]
                                  fetch the user's settings, lists, manifest and secrets
-                                 from the relays into the local cache
+                                 from the relays into the local cache; the daemon's
+                                 progress goes to stderr if stderr is a terminal or with
+                                 --progress (never to stdout)
   status [USER] [--json]         the user's cache, last warm, session, mount and secrets
                                  (every user without USER; root only)
   open USER                      open a session (the first one mounts the home; needs the
@@ -234,15 +243,55 @@ func (c *cli) remove(args []string) int {
 	if err != nil || len(pos) != 1 {
 		return c.usageErr(orErr(err, "remove needs one NAME"), "remove NAME")
 	}
+	name := pos[0]
+	if !userdb.ValidName(name) {
+		return c.usageErr(fmt.Errorf("%q is not a valid user name", name), "remove NAME")
+	}
 	cfg, code := c.loadConfig()
 	if code != exitOK {
 		return code
 	}
-	if err := daemon.RemoveUser(context.Background(), cfg, daemon.Options{}, pos[0]); err != nil {
+	if code := c.terminateSessions(name); code != exitOK {
+		return code
+	}
+	if err := daemon.RemoveUser(context.Background(), cfg, daemon.Options{}, name); err != nil {
 		return c.errorf(exitFailed, "%v", err)
 	}
-	fmt.Fprintf(c.stdout, "removed %s (its UID stays reserved for its key)\n", pos[0])
+	fmt.Fprintf(c.stdout, "removed %s (its UID stays reserved for its key)\n", name)
 	return exitOK
+}
+
+// terminateSessions asks the daemon to end every session of name before it is removed. No
+// bus, or no daemon on it: nothing can be open, so that is success. Any answer other than
+// success from a running daemon is a failure: the user must not be removed while a session
+// of theirs may still run.
+func (c *cli) terminateSessions(name string) int {
+	conn, err := dbus.ConnectSystemBus()
+	if err != nil {
+		fmt.Fprintf(c.stdout, "the system bus cannot be reached (%v): no daemon runs, so no session of %s is open\n", err, name)
+		return exitOK
+	}
+	defer conn.Close()
+	var n uint32
+	err = callOn(conn, "TerminateSessions", []any{&n}, name)
+	var derr dbus.Error
+	switch {
+	case err == nil && n == 0:
+		fmt.Fprintf(c.stdout, "no session of %s was open\n", name)
+		return exitOK
+	case err == nil:
+		fmt.Fprintf(c.stdout, "ended %d session(s) of %s: home unmounted, secrets and key wiped\n", n, name)
+		return exitOK
+	case errors.As(err, &derr) && daemonNotRunning(derr.Name):
+		fmt.Fprintf(c.stdout, "the daemon is not running (%s has no owner): no session of %s is open\n", homed.BusName, name)
+		return exitOK
+	}
+	return c.failure("TerminateSessions", err, fmt.Sprintf("; %s is NOT removed", name))
+}
+
+// daemonNotRunning tells the bus's errors for a name nobody owns.
+func daemonNotRunning(name string) bool {
+	return name == "org.freedesktop.DBus.Error.ServiceUnknown" || name == "org.freedesktop.DBus.Error.NameHasNoOwner"
 }
 
 type userOut struct {
@@ -329,24 +378,39 @@ func (c *cli) call(method string, out []any, args ...any) int {
 		return c.errorf(exitUnavailable, "cannot reach the system bus: %v", err)
 	}
 	defer conn.Close()
+	return c.failure(method, callOn(conn, method, out, args...), "")
+}
+
+// callOn makes one org.nostr.Homed1 call on conn, bounded by callTimeout, and stores its
+// answer in out.
+func callOn(conn *dbus.Conn, method string, out []any, args ...any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	call := conn.Object(homed.BusName, homed.ObjectPath).CallWithContext(ctx, homed.Interface+"."+method, 0, args...)
+	return storeReply(call, out)
+}
+
+func storeReply(call *dbus.Call, out []any) error {
 	if call.Err == nil && len(out) > 0 {
 		call.Err = call.Store(out...)
 	}
-	if call.Err == nil {
+	return call.Err
+}
+
+// failure prints the error of a call (nil: nothing) with note appended, and returns its exit
+// code.
+func (c *cli) failure(method string, err error, note string) int {
+	if err == nil {
 		return exitOK
 	}
 	var derr dbus.Error
-	if errors.As(call.Err, &derr) {
-		msg := derr.Error()
-		return c.errorf(exitCodeOf(derr.Name), "%s (%s)", msg, derr.Name)
+	if errors.As(err, &derr) {
+		return c.errorf(exitCodeOf(derr.Name), "%s (%s)%s", derr.Error(), derr.Name, note)
 	}
-	if errors.Is(call.Err, context.DeadlineExceeded) {
-		return c.errorf(exitUnavailable, "%s: no answer from the daemon within %s", method, callTimeout)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return c.errorf(exitUnavailable, "%s: no answer from the daemon within %s%s", method, callTimeout, note)
 	}
-	return c.errorf(exitFailed, "%s: %v", method, call.Err)
+	return c.errorf(exitFailed, "%s: %v%s", method, err, note)
 }
 
 // exitCodeOf maps a D-Bus error name to an exit code.
@@ -364,15 +428,26 @@ func exitCodeOf(name string) int {
 }
 
 func (c *cli) warm(args []string) int {
-	pos, err := c.parse("warm", args, nil, true)
+	var progress autoBool
+	pos, err := c.parse("warm", args, func(fs *flag.FlagSet) {
+		fs.Var(&progress, "progress", "show the daemon's progress on stderr (default: if stderr is a terminal)")
+	}, true)
 	if err != nil || len(pos) != 1 {
-		return c.usageErr(orErr(err, "warm needs one NPUB or USER"), "warm NPUB|USER[/NAMESPACE] [--json]")
+		return c.usageErr(orErr(err, "warm needs one NPUB or USER"), "warm NPUB|USER[/NAMESPACE] [--json] [--progress[=false]]")
 	}
 	target := pos[0]
 	if !c.jsonOut {
 		fmt.Fprintf(c.stdout, "warming %s: asking the relays...\n", target)
 	}
-	if code := c.call("WarmCache", nil, target); code != exitOK {
+	show := progress.val
+	if !progress.set {
+		show = isTerminal(c.stderr)
+	}
+	if show {
+		if code := c.warmWithProgress(target); code != exitOK {
+			return code
+		}
+	} else if code := c.call("WarmCache", nil, target); code != exitOK {
 		return code
 	}
 	// Show the result through status when the target is a user name.
@@ -546,4 +621,94 @@ func (c *cli) openClose(cmd string, args []string) int {
 	}
 	fmt.Fprintf(c.stdout, "%s: session of %s %sed\n", cmd, pos[0], strings.TrimSuffix(cmd, "e"))
 	return exitOK
+}
+
+// autoBool is a boolean flag that also tells whether it was given.
+type autoBool struct{ set, val bool }
+
+func (b *autoBool) String() string {
+	if b == nil || !b.set {
+		return "auto"
+	}
+	return strconv.FormatBool(b.val)
+}
+
+func (b *autoBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	b.set, b.val = true, v
+	return nil
+}
+
+func (b *autoBool) IsBoolFlag() bool { return true }
+
+// isTerminal tells whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// warmWithProgress calls WarmCache and prints the daemon's WarmProgress signals on stderr
+// as they come. The daemon sends them to this connection alone (a unicast signal), so no
+// match rule is needed; a signal counts only if it comes from the connection that owns
+// org.nostr.Homed1 (any connection may send signals to any other) and is about this target.
+//
+// One goroutine reads both the signals and the reply. godbus puts a signal into the channel
+// in the order it reads messages (synchronously while the channel has room), and the bus
+// keeps the order of the daemon's messages to us, so when the reply is there every signal
+// sent before it is already in the channel: draining the channel then loses none.
+func (c *cli) warmWithProgress(target string) int {
+	conn, err := dbus.ConnectSystemBus()
+	if err != nil {
+		return c.errorf(exitUnavailable, "cannot reach the system bus: %v", err)
+	}
+	defer conn.Close()
+	var owner string
+	if err := conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, homed.BusName).Store(&owner); err != nil {
+		// No daemon: the call below fails with the error to report.
+		return c.failure("WarmCache", callOn(conn, "WarmCache", nil, target), "")
+	}
+	sigs := make(chan *dbus.Signal, 1024)
+	conn.Signal(sigs)
+	defer conn.RemoveSignal(sigs)
+
+	start := time.Now()
+	show := func(sig *dbus.Signal) {
+		if sig == nil || sig.Sender != owner || sig.Path != homed.ObjectPath || sig.Name != homed.Interface+"."+homed.SignalWarmProgress || len(sig.Body) != 3 {
+			return
+		}
+		t, _ := sig.Body[0].(string)
+		stage, _ := sig.Body[1].(string)
+		detail, _ := sig.Body[2].(string)
+		if t != target {
+			return
+		}
+		fmt.Fprintf(c.stderr, "%6.1fs  %-9s  %s\n", time.Since(start).Seconds(), stage, detail)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	call := conn.Object(homed.BusName, homed.ObjectPath).GoWithContext(ctx, homed.Interface+".WarmCache", 0, make(chan *dbus.Call, 1), target)
+	for waiting := true; waiting; {
+		select {
+		case sig := <-sigs:
+			show(sig)
+		case <-call.Done:
+			waiting = false
+		}
+	}
+	for drained := false; !drained; {
+		select {
+		case sig := <-sigs:
+			show(sig)
+		default:
+			drained = true
+		}
+	}
+	return c.failure("WarmCache", storeReply(call, nil), "")
 }

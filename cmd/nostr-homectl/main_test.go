@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip19"
+	"golang.org/x/sys/unix"
 
 	"github.com/nostr-homed/nostr-homed/internal/daemon"
 	"github.com/nostr-homed/nostr-homed/internal/dbustest"
@@ -63,12 +65,19 @@ func binary(t *testing.T) string {
 // writeConfig writes a configuration whose files all live under base.
 func writeConfig(t *testing.T, base string) string {
 	t.Helper()
+	return writeConfigTop(t, base, "", "")
+}
+
+// writeConfigTop is writeConfig with top-level settings (top) and more [session] settings.
+func writeConfigTop(t *testing.T, base, top, session string) string {
+	t.Helper()
 	for _, d := range []string{"home", "run"} {
 		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	conf := `# test configuration
+` + top + `
 [users]
 database = "` + filepath.Join(base, "lib", "users.db") + `"
 home_base = "` + filepath.Join(base, "home") + `"
@@ -76,7 +85,7 @@ home_base = "` + filepath.Join(base, "home") + `"
 [session]
 runtime_dir = "` + filepath.Join(base, "run") + `"
 supervisor = "builtin"
-`
+` + session
 	p := filepath.Join(base, "config.toml")
 	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -116,6 +125,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"status", "a", "b"}, exitUsage},
 		{[]string{"open"}, exitUsage},
 		{[]string{"list", "--bogus"}, exitUsage},
+		{[]string{"remove", "Bad Name"}, exitUsage},
+		{[]string{"warm", "alice", "--progress=maybe"}, exitUsage},
 	} {
 		if code, _, errOut := runCLI(c.args...); code != c.want {
 			t.Errorf("%v: exit %d, want %d (%s)", c.args, code, c.want, errOut)
@@ -129,6 +140,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 }
 
 func TestAddListRemove(t *testing.T) {
+	// Not the machine's system bus: no daemon here, so remove goes on without one.
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "no-bus"))
 	base := t.TempDir()
 	cfg := writeConfig(t, base)
 	alice := newNpub(t)
@@ -313,5 +326,34 @@ func TestServeEndToEnd(t *testing.T) {
 	// The daemon is gone, the bus is still there: not available.
 	if code, _, errOut := cli(0, "status", "alice"); code != exitUnavailable {
 		t.Fatalf("status with no daemon: exit %d: %s", code, errOut)
+	}
+}
+
+// TestIsTerminal: warm's progress is on by default only when stderr is a terminal.
+func TestIsTerminal(t *testing.T) {
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetUint32(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pts.Close()
+	file, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if !isTerminal(pts) || isTerminal(file) || isTerminal(&bytes.Buffer{}) {
+		t.Fatalf("isTerminal: pts %v, file %v, buffer %v", isTerminal(pts), isTerminal(file), isTerminal(&bytes.Buffer{}))
 	}
 }

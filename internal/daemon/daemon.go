@@ -82,6 +82,9 @@ type Daemon struct {
 	warms   map[string]*WarmReport // "pubkey/namespace" -> last warm
 	closing bool
 	started time.Time
+	// removing is guarded by mu: user name -> when TerminateSessions ended that user's
+	// sessions; new logins and sessions are refused for a while after (see terminate.go).
+	removing map[string]time.Time
 
 	closeOnce sync.Once
 	closeErr  error
@@ -288,6 +291,9 @@ func (d *Daemon) lookup(ctx context.Context, name string) (userdb.User, error) {
 func (d *Daemon) CheckAccount(ctx context.Context, user string) error {
 	u, err := d.lookup(ctx, user)
 	if err != nil {
+		return err
+	}
+	if err := d.refuseIfRemoving(user); err != nil {
 		return err
 	}
 	pol := d.cfg.Policy

@@ -70,6 +70,26 @@
 // handed to the user. Wiping overwrites every file with zeros before unlinking it (tmpfs
 // frees pages without clearing them), then removes the directory.
 //
+// # Removing a user
+//
+// TerminateSessions (called by `nostr-homectl remove` before it takes the user out of the
+// database) ends every session of a user whatever the count, through the same path as the
+// last CloseSession (waiting first for an opening or closing that is under way), wipes a
+// signer that waits for its first session, and drops the user's outstanding logins. For
+// RemovalHold (one minute) afterwards, BeginLogin, CheckAccount and so OpenSession refuse
+// the user with NotAllowed, so that no login slips in before the user is gone from the
+// database; a CompleteLogin that was already running drops the signer it got. Once the user
+// is out of the database, BeginLogin and OpenSession fail with UnknownUser, and a
+// CompleteLogin that finishes after that, or after the user was enrolled again with another
+// key, keeps no signer.
+//
+// # Warm progress
+//
+// WarmCache reports its stages (homed.Stage*: start, asking, answered, found, not-found,
+// refused, then done or failed) to a homed.Progress as they happen; package homed sends
+// them as WarmProgress signals to the caller alone. The warms of logins and session starts
+// report nothing.
+//
 // # Mounters and the readiness protocol
 //
 // A Mounter starts the mount of one user's home and says when it is ready. Two exist:

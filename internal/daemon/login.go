@@ -21,6 +21,7 @@ type loginRec struct {
 	ncryptsec    string // for password
 	bunker       string // for remote-signer
 	expires      time.Time
+	terminated   bool // set (under Daemon.mu) by TerminateSessions
 }
 
 // loginErr turns an error of package login into a homed error with its D-Bus name.
@@ -53,6 +54,9 @@ func (d *Daemon) BeginLogin(ctx context.Context, user, service, rhost string) (h
 	}
 	u, err := d.lookup(ctx, user)
 	if err != nil {
+		return homed.LoginStart{}, err
+	}
+	if err := d.refuseIfRemoving(user); err != nil {
 		return homed.LoginStart{}, err
 	}
 	ns := d.cfg.Namespace
@@ -170,10 +174,44 @@ func (d *Daemon) CompleteLogin(ctx context.Context, loginID, secret string) erro
 		d.forgetLogin(loginID)
 		return homed.Errorf(homed.ErrUnavailable, "login method %q is not supported", rec.method)
 	}
+	// The user may have been removed (or removed and enrolled again with another key) while
+	// the proof was being made, or TerminateSessions may have dropped this login.
+	d.mu.Lock()
+	dropped := rec.terminated
+	d.mu.Unlock()
 	d.forgetLogin(loginID)
+	if err := d.stillEnrolled(ctx, rec, dropped); err != nil {
+		s.Wipe()
+		d.logf("login %s of %s: %v", clip(loginID, 8), rec.user, err)
+		return err
+	}
 	d.logf("login %s: %s authenticated (%s)", clip(loginID, 8), rec.user, rec.method)
-	d.userState(rec.user).keepSigner(d, s)
+	us := d.userState(rec.user)
+	us.keepSigner(d, s)
+	// TerminateSessions sets its hold before it drops signers: if it ran between the check
+	// above and keepSigner, the hold is visible now.
+	if d.refuseIfRemoving(rec.user) != nil {
+		us.dropPendingSigner(s)
+		return homed.Errorf(homed.ErrNotAllowed, "%s is being removed: the login is void", rec.user)
+	}
 	return nil
+}
+
+// stillEnrolled checks, after a successful proof, that the login may still give a signer:
+// not dropped by TerminateSessions, the user still enrolled with the same key, not being
+// removed.
+func (d *Daemon) stillEnrolled(ctx context.Context, rec *loginRec, dropped bool) error {
+	if dropped {
+		return homed.Errorf(homed.ErrNotAllowed, "the login of %s was ended by TerminateSessions (the user is being removed)", rec.user)
+	}
+	u, err := d.lookup(ctx, rec.user)
+	if err != nil {
+		return err
+	}
+	if u.Pubkey != rec.pubkey {
+		return homed.Errorf(homed.ErrUnknownUser, "%s was enrolled again with another key during the login", rec.user)
+	}
+	return d.refuseIfRemoving(rec.user)
 }
 
 // CancelLogin forgets an outstanding login. Cancelling an unknown or finished login is not

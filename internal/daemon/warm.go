@@ -118,19 +118,27 @@ func (d *Daemon) parseTarget(ctx context.Context, target string) (pk, ns, who st
 // user name or an npub, optionally "/namespace") from the relays and keeps the newest valid
 // ones in the event cache. With every relay down it succeeds if settings are cached (the
 // report in GetStatus says "stale"); with nothing cached it fails with Unavailable.
-func (d *Daemon) WarmCache(ctx context.Context, target string) error {
+//
+// progress gets the stages as they happen (homed.Stage*); once the warm has started, the
+// last one is StageDone or StageFailed. A target that cannot be parsed fails before any.
+func (d *Daemon) WarmCache(ctx context.Context, target string, progress homed.Progress) error {
 	pk, ns, who, err := d.parseTarget(ctx, target)
 	if err != nil {
 		return err
 	}
-	_, err = d.warm(ctx, pk, ns, who)
+	_, err = d.warmWithProgress(ctx, pk, ns, who, progress)
 	return err
 }
 
 // warm runs one warm and records its report. It holds no lock while it talks to relays.
 func (d *Daemon) warm(ctx context.Context, pk, ns, who string) (*WarmReport, error) {
+	return d.warmWithProgress(ctx, pk, ns, who, nil)
+}
+
+// warmWithProgress is warm, reporting its stages to p (which may be nil).
+func (d *Daemon) warmWithProgress(ctx context.Context, pk, ns, who string, p homed.Progress) (*WarmReport, error) {
 	rep := &WarmReport{Time: d.now(), Target: who, Namespace: ns, Failed: map[string]string{}}
-	err := d.doWarm(ctx, pk, ns, rep)
+	err := d.doWarm(ctx, pk, ns, rep, p)
 	if err != nil {
 		rep.Error = err.Error()
 	}
@@ -142,16 +150,45 @@ func (d *Daemon) warm(ctx context.Context, pk, ns, who string) (*WarmReport, err
 	d.mu.Unlock()
 	if err != nil {
 		d.logf("warm %s (%s): %v", who, ns, err)
+		p.Report(homed.StageFailed, err.Error())
 	} else {
 		d.logf("warm %s (%s): %d relays answered, %d failed, stale=%v, updated %v", who, ns, len(rep.Answered), len(rep.Failed), rep.Stale, rep.Updated)
+		p.Report(homed.StageDone, warmSummary(rep))
 	}
 	return rep, err
 }
 
-func (d *Daemon) doWarm(ctx context.Context, pk, ns string, rep *WarmReport) error {
+// warmSummary is StageDone's detail.
+func warmSummary(rep *WarmReport) string {
+	updated := "nothing new"
+	if len(rep.Updated) > 0 {
+		updated = "updated " + strings.Join(rep.Updated, ", ")
+	}
+	stale := ""
+	if rep.Stale {
+		stale = " (stale: no relay answered, the cache is used)"
+	}
+	return fmt.Sprintf("%d relay(s) answered, %d failed; %s%s", len(rep.Answered), len(rep.Failed), updated, stale)
+}
+
+// kindList names kinds for progress lines.
+func kindList(kinds []int) string {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = kindNames[k]
+	}
+	return strings.Join(names, ", ")
+}
+
+func (d *Daemon) doWarm(ctx context.Context, pk, ns string, rep *WarmReport, p homed.Progress) error {
 	npub := npubOf(pk)
 	_, cachedErr := d.cachedSettings(pk, ns)
 	haveSettings := cachedErr == nil
+	cachedNote := "no settings cached yet"
+	if haveSettings {
+		cachedNote = "settings cached"
+	}
+	p.Report(homed.StageStart, fmt.Sprintf("%s (%s), namespace %s: %s", rep.Target, npub, ns, cachedNote))
 
 	r1 := d.relaysFor(pk, ns)
 	if len(r1) == 0 {
@@ -164,7 +201,9 @@ func (d *Daemon) doWarm(ctx context.Context, pk, ns string, rep *WarmReport) err
 	}
 	var agg fetchAgg
 	// Round 1: what tells where the rest lives.
-	d.fetchKinds(ctx, r1, pk, ns, []int{events.KindSettings, events.KindRelayList}, rep, &agg)
+	round1 := []int{events.KindSettings, events.KindRelayList}
+	p.Report(homed.StageAsking, fmt.Sprintf("round 1: %s from %d relay(s): %s", kindList(round1), len(r1), strings.Join(r1, " ")))
+	d.fetchKinds(ctx, r1, pk, ns, round1, rep, &agg, p)
 	// Round 2: the rest, from every relay now known; the first kinds again from relays
 	// that round 1 did not know.
 	r2 := d.relaysFor(pk, ns)
@@ -174,17 +213,22 @@ func (d *Daemon) doWarm(ctx context.Context, pk, ns string, rep *WarmReport) err
 			extra = append(extra, r)
 		}
 	}
+	round2 := []int{events.KindManifest, events.KindSecrets, events.KindServerList}
+	p.Report(homed.StageAsking, fmt.Sprintf("round 2: %s from %d relay(s): %s", kindList(round2), len(r2), strings.Join(r2, " ")))
+	if len(extra) > 0 {
+		p.Report(homed.StageAsking, fmt.Sprintf("round 2: %s from %d relay(s) learned in round 1: %s", kindList(round1), len(extra), strings.Join(extra, " ")))
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		d.fetchKinds(ctx, r2, pk, ns, []int{events.KindManifest, events.KindSecrets, events.KindServerList}, rep, &agg)
+		d.fetchKinds(ctx, r2, pk, ns, round2, rep, &agg, p)
 	}()
 	if len(extra) > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d.fetchKinds(ctx, extra, pk, ns, []int{events.KindSettings, events.KindRelayList}, rep, &agg)
+			d.fetchKinds(ctx, extra, pk, ns, round1, rep, &agg, p)
 		}()
 	}
 	wg.Wait()
@@ -207,7 +251,8 @@ func (d *Daemon) doWarm(ctx context.Context, pk, ns string, rep *WarmReport) err
 	}
 }
 
-// fetchAgg collects what every relay did over several queries.
+// fetchAgg collects what every relay did over several queries. Its mu also guards the
+// report's Refused and Updated while queries run: round 2 runs two fetchKinds at once.
 type fetchAgg struct {
 	mu       sync.Mutex
 	answered map[string]bool
@@ -248,9 +293,9 @@ func (a *fetchAgg) report(rep *WarmReport) {
 	}
 }
 
-// fetchKinds asks relays for each kind at once and stores the newest valid events.
-func (d *Daemon) fetchKinds(ctx context.Context, relays []string, pk, ns string, kinds []int, rep *WarmReport, agg *fetchAgg) {
-	var mu sync.Mutex
+// fetchKinds asks relays for each kind at once and stores the newest valid events. As the
+// query of each kind ends it reports what the relays answered and what was found.
+func (d *Daemon) fetchKinds(ctx context.Context, relays []string, pk, ns string, kinds []int, rep *WarmReport, agg *fetchAgg, p homed.Progress) {
 	var wg sync.WaitGroup
 	for _, kind := range kinds {
 		wg.Add(1)
@@ -262,20 +307,42 @@ func (d *Daemon) fetchKinds(ctx context.Context, relays []string, pk, ns string,
 			if res == nil {
 				return
 			}
+			name := kindNames[kind]
+			answered := fmt.Sprintf("%s: %d of %d relay(s) answered", name, len(res.Answered), len(res.Answered)+len(res.Failed))
+			if len(res.Failed) > 0 {
+				failed := map[string]string{}
+				for r, err := range res.Failed {
+					failed[r] = err.Error()
+				}
+				answered += "; " + failures(failed)
+			}
+			p.Report(homed.StageAnswered, answered)
 			var refused []string
 			var updated bool
 			for _, r := range res.Selection.Refused {
-				refused = append(refused, fmt.Sprintf("%s from %s: %v", kindNames[kind], r.Relay, r.Err))
+				refused = append(refused, fmt.Sprintf("%s from %s: %v", name, r.Relay, r.Err))
 			}
 			if ev := res.Selection.Newest; ev != nil {
 				ok, err := d.cache.Put(ev, x)
-				if err != nil {
-					refused = append(refused, fmt.Sprintf("%s %s: not cached: %v", kindNames[kind], clip(ev.ID, 16), err))
+				what := "already cached"
+				switch {
+				case err != nil:
+					refused = append(refused, fmt.Sprintf("%s %s: not cached: %v", name, clip(ev.ID, 16), err))
+					what = "not cached: " + err.Error()
+				case ok:
+					what = "newer than the cache: cached"
 				}
 				updated = ok
+				p.Report(homed.StageFound, fmt.Sprintf("%s: event %s of %s, %s", name, clip(ev.ID, 16),
+					ev.CreatedAt.Time().UTC().Format(time.RFC3339), what))
+			} else if len(res.Answered) > 0 {
+				p.Report(homed.StageNotFound, fmt.Sprintf("%s: none on the relay(s) that answered", name))
 			}
-			mu.Lock()
-			defer mu.Unlock()
+			for _, r := range refused {
+				p.Report(homed.StageRefused, r)
+			}
+			agg.mu.Lock()
+			defer agg.mu.Unlock()
 			rep.Refused = append(rep.Refused, refused...)
 			if updated {
 				rep.Updated = append(rep.Updated, kindNames[kind])

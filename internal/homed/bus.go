@@ -4,9 +4,12 @@
 //
 // Authorisation is done twice, on purpose. The bus policy (dbus/org.nostr.Homed1.conf) denies
 // by default and lets each method through by name; this package then asks the bus for the
-// caller's UID (GetConnectionUnixUser) and allows logins, sessions and cache warming only for
-// root, and status only for root and the user it is about. A mistake in one fence is caught by
-// the other.
+// caller's UID (GetConnectionUnixUser) and allows logins, sessions, ending a user's sessions
+// and cache warming only for root, and status only for root and the user it is about. A
+// mistake in one fence is caught by the other.
+//
+// WarmCache reports its progress as WarmProgress signals sent to the caller alone (see
+// progressTo).
 //
 // The work itself is behind the Service interface, implemented by the daemon; this package
 // holds no state. godbus runs each incoming call in its own goroutine, so a CompleteLogin that
@@ -75,6 +78,33 @@ type LoginStart struct {
 	LoginID, Method, Prompt, Message, URI string
 }
 
+// Progress receives the stages of a long call as they happen (see the Stage constants). It
+// may be called from several goroutines at once. A nil Progress is valid: no reports.
+type Progress func(stage, detail string)
+
+// Report calls p if it is not nil.
+func (p Progress) Report(stage, detail string) {
+	if p != nil {
+		p(stage, detail)
+	}
+}
+
+// SignalWarmProgress is the member name of WarmCache's progress signal.
+const SignalWarmProgress = "WarmProgress"
+
+// Stages of a warm, as WarmProgress carries them (see dbus/org.nostr.Homed1.xml). StageDone
+// or StageFailed is always the last one of a warm that started.
+const (
+	StageStart    = "start"     // what is warmed, and whether settings are cached
+	StageAsking   = "asking"    // which kinds are asked of which relays
+	StageAnswered = "answered"  // how many relays answered the query of one kind
+	StageFound    = "found"     // the newest valid event of one kind, and whether it is new
+	StageNotFound = "not-found" // no event of one kind on the relays that answered
+	StageRefused  = "refused"   // an event a relay sent that is not valid
+	StageDone     = "done"      // the warm succeeded: a summary
+	StageFailed   = "failed"    // the warm failed: why
+)
+
 // Service is the daemon's work, called only after the caller has been authorised.
 type Service interface {
 	BeginLogin(ctx context.Context, user, service, rhost string) (LoginStart, error)
@@ -83,7 +113,11 @@ type Service interface {
 	CheckAccount(ctx context.Context, user string) error
 	OpenSession(ctx context.Context, user string) error
 	CloseSession(ctx context.Context, user string) error
-	WarmCache(ctx context.Context, target string) error
+	// TerminateSessions ends every session of user whatever its count, drops a pending
+	// login signer and outstanding logins of user, and returns how many sessions were open.
+	TerminateSessions(ctx context.Context, user string) (uint32, error)
+	// WarmCache warms the cache and reports its stages to progress as it goes.
+	WarmCache(ctx context.Context, target string, progress Progress) error
 	Status(ctx context.Context, user string) (string, error)
 	// UIDOf returns the UID of an enrolled user, for authorising GetStatus.
 	UIDOf(user string) (uint32, error)
@@ -163,11 +197,51 @@ func (o *object) CloseSession(sender dbus.Sender, user string) *dbus.Error {
 	return toDBus(o.svc.CloseSession(o.ctx, user))
 }
 
+func (o *object) TerminateSessions(sender dbus.Sender, user string) (uint32, *dbus.Error) {
+	if derr := o.rootOnly(sender, "TerminateSessions"); derr != nil {
+		return 0, derr
+	}
+	n, err := o.svc.TerminateSessions(o.ctx, user)
+	return n, toDBus(err)
+}
+
 func (o *object) WarmCache(sender dbus.Sender, target string) *dbus.Error {
 	if derr := o.rootOnly(sender, "WarmCache"); derr != nil {
 		return derr
 	}
-	return toDBus(o.svc.WarmCache(o.ctx, target))
+	return toDBus(o.svc.WarmCache(o.ctx, target, o.progressTo(sender, target)))
+}
+
+// progressTo returns a Progress that sends each stage as an org.nostr.Homed1.WarmProgress
+// signal to the caller alone.
+//
+// Unicast, not broadcast: conn.Emit sends a signal without a destination, which the bus
+// delivers to every connection with a matching rule, so any local user could watch which
+// user or npub root is warming and what its relays answer. A signal with a destination
+// header goes to that connection only (and to monitors, which need root). godbus has no
+// helper for that, so the message is built here; conn.Send writes it out before the method
+// returns, and the bus keeps the order of one sender's messages to one receiver, so every
+// signal of a call reaches the caller before its reply.
+//
+// The bus policy must let root send the signal and the caller receive it
+// (dbus/org.nostr.Homed1.conf allows both explicitly; Debian's system.conf also allows
+// signals by default). Callers should check that a signal comes from the owner of BusName:
+// the default policy lets any connection send signals to any other.
+func (o *object) progressTo(sender dbus.Sender, target string) Progress {
+	return func(stage, detail string) {
+		msg := &dbus.Message{
+			Type: dbus.TypeSignal,
+			Headers: map[dbus.HeaderField]dbus.Variant{
+				dbus.FieldPath:        dbus.MakeVariant(ObjectPath),
+				dbus.FieldInterface:   dbus.MakeVariant(Interface),
+				dbus.FieldMember:      dbus.MakeVariant(SignalWarmProgress),
+				dbus.FieldDestination: dbus.MakeVariant(string(sender)),
+				dbus.FieldSignature:   dbus.MakeVariant(dbus.SignatureOf(target, stage, detail)),
+			},
+			Body: []any{target, stage, detail},
+		}
+		o.conn.Send(msg, nil) // best effort: a caller that has gone away misses nothing it needs
+	}
 }
 
 func (o *object) GetStatus(sender dbus.Sender, user string) (string, *dbus.Error) {
