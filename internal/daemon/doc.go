@@ -58,8 +58,8 @@
 // cfg.Session.FlushTimeout), wipes the secrets and then the signer. Closing a session that is
 // not open is an error (org.nostr.Homed1.Error.Failed, "no session of USER is open").
 //
-// While a session is open (not while it opens or closes), its signer is also served on the
-// bus as org.nostr.Signer at /org/nostr/Homed1/signer/UID, for root and that user only
+// From the moment a session starts opening until its mount has stopped at the last close,
+// its signer is also served on the bus as org.nostr.Signer at /org/nostr/Homed1/signer/UID, for root and that user only
 // (package homed; SessionSigner is the lookup).
 //
 // Secrets are written without following symbolic links: every component of RuntimeDir is

@@ -165,6 +165,7 @@ func (d *Daemon) OpenSession(ctx context.Context, user string) error {
 			us.signerTimer = nil
 		}
 		us.phase = phaseOpening
+		us.uid = u.UID // the signer is served from here on: nostrfs needs it to mount
 		done := make(chan struct{})
 		us.done = done
 		us.mu.Unlock()

@@ -16,9 +16,10 @@ var _ homed.Signers = (*Daemon)(nil)
 // SessionSigner implements homed.Signers, which serves the signer of each open session on the
 // bus as org.nostr.Signer (/org/nostr/Homed1/signer/UID; homed has already checked that the
 // caller is root or that user). It returns the name of the user with this UID and the signer
-// of their session, if the session is open: not while it is still opening or already
-// closing, and not for the pending signer of a login that has no session yet. Otherwise the
-// error is Unavailable.
+// of their session while it opens, is open, and closes: nostrfs decrypts the home key
+// through it before it can mount, and signs its last manifest after SIGTERM, before the
+// mount has stopped and the signer is wiped. Not for the pending signer of a login that has
+// no session yet. Otherwise the error is Unavailable.
 //
 // The signer returned is the one in use by the session; the last CloseSession may wipe it
 // while a call is under way, which then fails with Unavailable (keys.ErrWiped,
@@ -35,7 +36,7 @@ func (d *Daemon) SessionSigner(uid uint32) (string, nostr.Keyer, error) {
 	d.mu.Unlock()
 	for _, us := range states {
 		us.mu.Lock()
-		if us.phase == phaseOpen && us.count > 0 && us.uid == uid && us.signer != nil {
+		if us.phase != phaseClosed && us.uid == uid && us.signer != nil {
 			name, s := us.name, us.signer
 			us.mu.Unlock()
 			return name, &busKeyer{k: s.keyer, user: name}, nil
