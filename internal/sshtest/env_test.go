@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -312,8 +313,8 @@ func (e *env) startDaemon() {
 	t := e.t
 	cmd := exec.Command(e.homectl, "serve", "--config", e.cfgPath)
 	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+e.bus.Address)
-	cmd.Stdout = e.daemonLog
-	cmd.Stderr = e.daemonLog
+	w := stamped(e.daemonLog)
+	cmd.Stdout, cmd.Stderr = w, w
 	must(t, cmd.Start())
 	e.daemon = cmd
 	e.daemonExited = make(chan struct{})
@@ -483,8 +484,8 @@ exec "$SSHTEST_SSHD" -D -e -f "$SSHTEST_CONFIG"
 		// package doc; nothing there looks up a user).
 		"NOSTR_HOMED_USERDB="+e.dbPath,
 	)
-	cmd.Stdout = e.sshdLog
-	cmd.Stderr = e.sshdLog
+	w := stamped(e.sshdLog)
+	cmd.Stdout, cmd.Stderr = w, w
 	must(t, cmd.Start())
 	e.sshd = cmd
 	e.sshdGone = make(chan struct{})
@@ -630,6 +631,43 @@ func freePort(t *testing.T) int {
 	must(t, err)
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// stampWriter prefixes each line with the time since the test process started, so that the
+// daemon's and sshd's logs (neither has times on stderr) can be read side by side.
+type stampWriter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	midLine bool
+}
+
+var processStart = time.Now()
+
+func stamped(w io.Writer) *stampWriter { return &stampWriter{w: w} }
+
+func (s *stampWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(p)
+	var out []byte
+	for len(p) > 0 {
+		if !s.midLine {
+			out = append(out, fmt.Sprintf("%8.3f ", time.Since(processStart).Seconds())...)
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			out = append(out, p...)
+			s.midLine = true
+			break
+		}
+		out = append(out, p[:i+1]...)
+		p = p[i+1:]
+		s.midLine = false
+	}
+	if _, err := s.w.Write(out); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // tail is the last n bytes of s, from a line start.

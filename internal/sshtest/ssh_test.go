@@ -13,6 +13,9 @@ import (
 // loginDeadline bounds each login, from the TCP connect to the disconnect.
 const loginDeadline = 20 * time.Second
 
+// slowLogin: a login that takes longer is logged (with its start on the logs' clock).
+const slowLogin = 3 * time.Second
+
 // closeDeadline bounds the wait, after a disconnect, for the daemon to show the session
 // closed (sshd's PAM close_session runs when the connection's monitor cleans up).
 const closeDeadline = 10 * time.Second
@@ -116,8 +119,12 @@ func TestSSHLogins(t *testing.T) {
 	for i := 1; i <= n; i++ {
 		id := idents[(i-1)%len(idents)]
 		u := e.users[id.name]
+		began := time.Since(processStart)
 		r := e.login(id.name, id.password, "SSHTEST_N="+strconv.Itoa(i)+"; "+probeScript, loginDeadline)
 		durs = append(durs, r.dur)
+		if r.dur > slowLogin {
+			t.Logf("login %d (%s) was slow: %v, from %.3f s (the logs' clock)", i, id.name, r.dur.Round(time.Millisecond), began.Seconds())
+		}
 		if r.hung {
 			t.Fatalf("login %d (%s) hung: no end within %v: %v\nstdout %q stderr %q",
 				i, id.name, loginDeadline, r.err, r.stdout, r.stderr)
