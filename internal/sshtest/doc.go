@@ -52,7 +52,8 @@
 //   - The bus: a tmpfs on /run with /run/sshd (the privilege separation directory) and
 //     /run/dbus/system_bus_socket, a symbolic link to the private bus's socket. pam_nostr
 //     connects with sd_bus_open_system, which uses that default path when
-//     DBUS_SYSTEM_BUS_ADDRESS is not set.
+//     DBUS_SYSTEM_BUS_ADDRESS is not set. (The tmpfs also hides nscd's socket, if the
+//     machine runs nscd: its cache would answer from the machine's nsswitch.conf.)
 //
 // Why not just environment variables (LD_LIBRARY_PATH, DBUS_SYSTEM_BUS_ADDRESS), measured
 // with OpenSSH 9.2p1 (Debian 12):
