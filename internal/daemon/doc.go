@@ -107,7 +107,7 @@
 // NotifyAccess=main). A datagram is newline-separated KEY=VALUE assignments; READY=1 means
 // the home is mounted and served, STATUS=... is a line for people (shown by GetStatus),
 // STOPPING=1 that it is shutting down. The child is started with a minimal environment
-// (PATH, NOTIFY_SOCKET), in its own process group, with SIGTERM as its parent-death signal.
+// (PATH, NOTIFY_SOCKET, and DBUS_SYSTEM_BUS_ADDRESS if the daemon has one), in its own process group, with SIGTERM as its parent-death signal.
 // If the child exits before READY=1, the mount failed: the error carries the end of its
 // stderr. If MountTimeout passes first, the child is killed and the error is Timeout.
 // Stopping sends SIGTERM (nostrfs then flushes and unmounts), waits up to FlushTimeout,

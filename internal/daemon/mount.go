@@ -98,6 +98,10 @@ func (s *Supervisor) Mount(ctx context.Context, req MountRequest) (Mount, error)
 	cmd := exec.Command(s.Binary, "--user", req.User, "--mount", req.MountPoint, "--config", req.ConfigPath)
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET=" + sock}
+	if bus := os.Getenv("DBUS_SYSTEM_BUS_ADDRESS"); bus != "" {
+		// nostrfs reaches the session signer on the bus the daemon serves it on.
+		cmd.Env = append(cmd.Env, "DBUS_SYSTEM_BUS_ADDRESS="+bus)
+	}
 	stderr := &tailBuffer{max: maxStderr}
 	cmd.Stdout = &lineLogger{prefix: "nostrfs[" + req.User + "]: ", logf: s.logf}
 	cmd.Stderr = io.MultiWriter(stderr, &lineLogger{prefix: "nostrfs[" + req.User + "]: ", logf: s.logf})
