@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"github.com/BurntSushi/toml"
 	"context"
 	"encoding/json"
 	"errors"
@@ -127,10 +128,16 @@ func newEnv(t *testing.T, o envOpts) *env {
 	cfg.Session.MountTimeout = config.Duration{Duration: 5 * time.Second}
 	cfg.Session.FlushTimeout = config.Duration{Duration: 3 * time.Second}
 	cfg.Login.RemoteSignerTimeout = config.Duration{Duration: 15 * time.Second}
+	cfg.Cache.Dir = filepath.Join(base, "cache")
 	if o.mutate != nil {
 		o.mutate(&cfg)
 	}
 	e.cfg = cfg
+	// The file nostrfs reads (--config): the same configuration.
+	cf, err := os.Create(filepath.Join(base, "config.toml"))
+	must(t, err)
+	must(t, toml.NewEncoder(cf).Encode(cfg))
+	must(t, cf.Close())
 	d, err := daemon.New(cfg, daemon.Options{
 		PasswdPath: filepath.Join(base, "passwd"), GroupPath: filepath.Join(base, "group"),
 		SubUIDPath: filepath.Join(base, "subuid"), SubGIDPath: filepath.Join(base, "subgid"),
@@ -289,6 +296,7 @@ type pubOpts struct {
 	ncryptsecKey string // if set, the ncryptsec in the settings locks this secret key instead
 	bunker       string // if set, the login method is remote-signer with this URI
 	noSecrets    bool
+	noManifest   bool // a new home: nostrfs starts it empty
 }
 
 // publish signs and publishes id's settings (password login, ncryptsec at log N 16),
@@ -327,9 +335,11 @@ func (e *env) publish(id ident, o pubOpts) published {
 			HomeKey: strings.Repeat("ab", 32), Files: p.files}, nil, now)
 		must(e.t, err)
 	}
-	p.manifest, err = events.NewManifestEvent(ctx, id.keyer, "personal", events.Manifest{
-		Root: events.BlobRef{Hash: strings.Repeat("cd", 32), Size: 4096}, Machine: "test"}, nil, 0, now)
-	must(e.t, err)
+	if !o.noManifest {
+		p.manifest, err = events.NewManifestEvent(ctx, id.keyer, "personal", events.Manifest{
+			Root: events.BlobRef{Hash: strings.Repeat("cd", 32), Size: 4096}, Machine: "test"}, nil, 0, now)
+		must(e.t, err)
+	}
 	for _, ev := range []*nostr.Event{p.settings, p.secrets, p.manifest} {
 		if ev == nil {
 			continue

@@ -57,6 +57,10 @@ type userState struct {
 	openedAt    time.Time
 	lastErr     string
 	signer      *sessionSigner // pending (phase closed) or in use
+	// next is the signer of a login that completed while the session was closing: the
+	// closing session's signer stays in use until its mount has stopped; next then
+	// becomes the pending signer.
+	next *sessionSigner
 	signerTimer *time.Timer
 }
 
@@ -73,6 +77,12 @@ func (us *userState) keepSigner(d *Daemon, s *sessionSigner) {
 	var drop *sessionSigner
 	if us.signer != nil && (us.phase == phaseOpen || us.phase == phaseOpening) {
 		drop = s
+	} else if us.phase == phaseClosing {
+		drop, us.next = us.next, s
+		if us.signerTimer != nil {
+			us.signerTimer.Stop()
+		}
+		us.signerTimer = time.AfterFunc(d.opts.SignerGrace, func() { us.expireSigner(d, s) })
 	} else {
 		drop = us.signer
 		if us.signerTimer != nil {
@@ -90,9 +100,14 @@ func (us *userState) keepSigner(d *Daemon, s *sessionSigner) {
 // expireSigner wipes s if it is still waiting for a session.
 func (us *userState) expireSigner(d *Daemon, s *sessionSigner) {
 	us.mu.Lock()
-	take := us.signer == s && us.phase == phaseClosed
+	take := (us.signer == s && us.phase == phaseClosed) || us.next == s
 	if take {
-		us.signer, us.signerTimer = nil, nil
+		us.signerTimer = nil
+		if us.next == s {
+			us.next = nil
+		} else {
+			us.signer = nil
+		}
 	}
 	us.mu.Unlock()
 	if take {
@@ -289,8 +304,9 @@ func (d *Daemon) CloseSession(ctx context.Context, user string) error {
 			d.logf("session %s: closed (%d still open)", user, n)
 			return nil
 		}
+		// The signer stays served while closing: nostrfs signs its last manifest after
+		// SIGTERM. endSession wipes it once the mount has stopped.
 		m, s, uid := us.mount, us.signer, us.uid
-		us.signer = nil
 		us.phase = phaseClosing
 		done := make(chan struct{})
 		us.done = done
@@ -299,6 +315,9 @@ func (d *Daemon) CloseSession(ctx context.Context, user string) error {
 		err := d.endSession(user, m, uid, s)
 
 		us.mu.Lock()
+		if us.signer == s {
+			us.signer, us.next = us.next, nil
+		}
 		us.phase, us.count, us.mount = phaseClosed, 0, nil
 		if err != nil {
 			us.lastErr = err.Error()
@@ -363,13 +382,15 @@ func (us *userState) shutdown(ctx context.Context, d *Daemon) error {
 			return nil
 		}
 		m, s, uid := us.mount, us.signer, us.uid
-		us.signer = nil
 		us.phase = phaseClosing
 		done := make(chan struct{})
 		us.done = done
 		us.mu.Unlock()
 		err := d.endSession(us.name, m, uid, s)
 		us.mu.Lock()
+		if us.signer == s {
+			us.signer, us.next = us.next, nil
+		}
 		us.phase, us.count, us.mount = phaseClosed, 0, nil
 		close(done)
 		us.mu.Unlock()

@@ -9,18 +9,24 @@ import (
 	"testing"
 	"time"
 
+	"context"
 	"github.com/nostr-homed/nostr-homed/internal/config"
+	"github.com/nostr-homed/nostr-homed/internal/events"
 	"github.com/nostr-homed/nostr-homed/internal/homed"
+	"github.com/nostr-homed/nostr-homed/internal/relayio"
 )
 
-// TestOpenSessionWithThisBuildsNostrfs: the real nostrfs of this build refuses to mount, so
-// OpenSession fails with MountFailed and nostrfs's own message, and leaves nothing behind.
+// TestOpenSessionWithThisBuildsNostrfs: the real nostrfs of this build mounts the home; a
+// write reaches the relay and Blossom at the last close; with relay and Blossom down the
+// home mounts again from the cache alone. A mount that cannot start is an error that leaves
+// nothing behind.
 func TestOpenSessionWithThisBuildsNostrfs(t *testing.T) {
 	nostrfs, _ := binaries(t)
 	e := newEnv(t, envOpts{nostrfs: nostrfs})
 	alice := newIdent(t, "alice")
-	e.publish(alice, pubOpts{})
+	e.publish(alice, pubOpts{noManifest: true})
 	u := e.enroll(alice)
+	home := filepath.Join(e.home, "alice")
 
 	// No login: no key to unlock the home with.
 	msg := e.callErr(homed.ErrMountFailed, "OpenSession", "alice")
@@ -29,27 +35,72 @@ func TestOpenSessionWithThisBuildsNostrfs(t *testing.T) {
 	}
 
 	e.login(alice)
-	msg = e.callErr(homed.ErrMountFailed, "OpenSession", "alice")
-	if !strings.Contains(msg, "this build has no file system yet") || !strings.Contains(msg, "exit status 3") {
-		t.Fatalf("OpenSession with this build's nostrfs: %s", msg)
+	e.call("OpenSession", "alice")
+	if fsType(home) != "fuse.nostrfs" {
+		t.Fatalf("%s is not a nostrfs mount after OpenSession (%q)", home, fsType(home))
 	}
-	secrets := filepath.Join(e.rt, strconv.Itoa(int(u.UID)), "secrets")
+	must(t, os.WriteFile(filepath.Join(home, "notes.txt"), []byte("written in a session\n"), 0o644))
+	e.call("CloseSession", "alice")
+	if fsType(home) != "" {
+		t.Fatalf("%s still mounted after the last CloseSession", home)
+	}
+	res, err := relayio.FetchNewest(context.Background(), []string{e.stack.RelayURL()},
+		events.Expect{Kind: events.KindManifest, Author: alice.pk, D: events.DTag("personal")}, 5*time.Second)
+	if err != nil || res.Selection.Newest == nil {
+		t.Fatalf("no manifest on the relay after the session: %v", err)
+	}
+
+	// Everything down, the cache warm: the login (password, cached settings) and the mount
+	// work, and the file is there.
+	must(t, e.stack.Close())
+	e.login(alice)
+	e.call("OpenSession", "alice")
+	b, err := os.ReadFile(filepath.Join(home, "notes.txt"))
+	if err != nil || string(b) != "written in a session\n" {
+		t.Fatalf("the home mounted from the cache reads %q, %v", b, err)
+	}
+	e.call("CloseSession", "alice")
+
+	// A home that cannot be unlocked (no home key in the secrets): MountFailed, with
+	// nostrfs's reason, and nothing left behind.
+	bob := newIdent(t, "bob")
+	e2 := newEnv(t, envOpts{nostrfs: nostrfs})
+	e2.publish(bob, pubOpts{noManifest: true, noSecrets: true})
+	ub := e2.enroll(bob)
+	e2.login(bob)
+	msg = e2.callErr(homed.ErrMountFailed, "OpenSession", "bob")
+	if !strings.Contains(msg, "no cached secrets") {
+		t.Fatalf("OpenSession of a home without secrets: %s", msg)
+	}
+	secrets := filepath.Join(e2.rt, strconv.Itoa(int(ub.UID)), "secrets")
 	if _, err := os.Lstat(secrets); !os.IsNotExist(err) {
 		t.Fatalf("%s left behind after the failed mount: %v", secrets, err)
 	}
-	st := e.status("alice")
+	st := e2.status("bob")
 	if st.Session.Open != 0 || st.Session.State != "closed" || st.Session.Mount != nil || len(st.Secrets) != 0 || st.Signer != "none" {
 		t.Fatalf("status after the failed open: %+v secrets %v signer %s", st.Session, st.Secrets, st.Signer)
 	}
-	if !strings.Contains(st.Session.LastError, "no file system yet") {
+	if !strings.Contains(st.Session.LastError, "no cached secrets") {
 		t.Fatalf("status does not say why: %q", st.Session.LastError)
 	}
 	// Not open, so it cannot be closed.
-	if msg := e.callErr(errFailed, "CloseSession", "alice"); !strings.Contains(msg, "no session of alice is open") {
+	if msg := e2.callErr(errFailed, "CloseSession", "bob"); !strings.Contains(msg, "no session of bob is open") {
 		t.Fatalf("closing a session that is not open: %s", msg)
 	}
-	e.callErr(homed.ErrUnknownUser, "CloseSession", "carol")
-	e.callErr(homed.ErrUnknownUser, "OpenSession", "carol")
+	e2.callErr(homed.ErrUnknownUser, "CloseSession", "carol")
+	e2.callErr(homed.ErrUnknownUser, "OpenSession", "carol")
+	_ = u
+}
+
+// fsType is the file system type mounted exactly at dir ("" if none).
+func fsType(dir string) string {
+	b, _ := os.ReadFile("/proc/mounts")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[1] == dir {
+			return f[2]
+		}
+	}
+	return ""
 }
 
 // TestSessionsWithFakeNostrfs runs the supervisor's happy path with fake-nostrfs, a

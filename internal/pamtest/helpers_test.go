@@ -303,7 +303,7 @@ func (e *env) writeService(module string) {
 }
 
 // publish signs and publishes id's settings (password login: an ncryptsec at log N 16 of
-// lockKey, id's own key if empty, with id's password), secrets and manifest, created at
+// lockKey, id's own key if empty, with id's password) and secrets (with a home key), created at
 // `at`. It returns the settings event.
 func (e *env) publish(id ident, lockKey string, at time.Time) *nostr.Event {
 	t := e.t
@@ -326,10 +326,8 @@ func (e *env) publish(id ident, lockKey string, at time.Time) *nostr.Event {
 		Files:   []events.SecretFile{{Name: "github-token", Data: []byte("ghp_" + id.name)}},
 	}, nil, at)
 	must(t, err)
-	manifest, err := events.NewManifestEvent(ctx, id.keyer, "personal", events.Manifest{
-		Root: events.BlobRef{Hash: strings.Repeat("cd", 32), Size: 4096}, Machine: "pamtest"}, nil, 0, at)
-	must(t, err)
-	for _, ev := range []*nostr.Event{settings, secrets, manifest} {
+	// No manifest: a new home, which nostrfs starts empty.
+	for _, ev := range []*nostr.Event{settings, secrets} {
 		if _, err := relayio.Publish(ctx, []string{relay}, ev, 5*time.Second); err != nil {
 			t.Fatalf("publishing kind %d: %v", ev.Kind, err)
 		}
@@ -441,6 +439,12 @@ func (e *env) goPAM(user, password string, delay time.Duration, ops ...string) g
 			err = tx.OpenSession(0)
 		case "close_session":
 			err = tx.CloseSession(0)
+		case "mounted", "unmounted":
+			// Not PAM: checks of the user's home between two operations.
+			home := filepath.Join(e.dir, "home", user)
+			if got := fsType(home); (got == "fuse.nostrfs") != (op == "mounted") {
+				e.t.Errorf("after %v: %s has %q mounted, want %s", ops, home, got, op)
+			}
 		default:
 			e.t.Fatalf("unknown PAM operation %q", op)
 		}
@@ -553,4 +557,15 @@ func describe(err error) string {
 		return fmt.Sprintf("%d (%s)", int(pe), pe.Error())
 	}
 	return err.Error()
+}
+
+// fsType is the file system type mounted exactly at dir ("" if none).
+func fsType(dir string) string {
+	b, _ := os.ReadFile("/proc/mounts")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[1] == dir {
+			return f[2]
+		}
+	}
+	return ""
 }

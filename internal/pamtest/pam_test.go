@@ -1,6 +1,7 @@
 package pamtest
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -103,17 +104,32 @@ func TestPAM(t *testing.T) {
 		}
 	})
 
-	// This build's nostrfs refuses to run (the file system is not in yet), so the first
-	// OpenSession fails after a successful login, and nothing of the session stays behind.
-	// (open_session with a mounted home waits for nostrfs.)
-	t.Run("session with this build's nostrfs", func(t *testing.T) {
+	// open_session mounts the home (this build's nostrfs), close_session unmounts it; from Go
+	// with checks in between, and with pamtester in two runs.
+	t.Run("session mounts the home", func(t *testing.T) {
 		e := e.sub(t)
-		e.both("alice", alice.password, 0, pam.ErrSession, 1, msgSessionErr, "authenticate", "open_session")
-		st := e.status("alice")
-		if st.Session.Open != 0 || st.Session.State != "closed" || st.Session.Mount != nil || len(st.Secrets) != 0 || st.Signer != "none" {
-			t.Errorf("after the failed open_session the daemon shows a session: %+v, secrets %q, signer %q", st.Session, st.Secrets, st.Signer)
+		home := filepath.Join(e.dir, "home", "alice")
+		r := e.goPAM("alice", alice.password, 0, "authenticate", "acct_mgmt", "open_session", "mounted", "close_session", "unmounted")
+		if r.err != nil {
+			t.Fatalf("msteinert/pam session: %v (infos %q)", describe(r.err), r.infos)
 		}
-		t.Logf("the daemon's last session error: %s", st.Session.LastError)
+		rc, last, out := e.pamtester("alice", alice.password, 0, "authenticate", "open_session")
+		if rc != 0 {
+			t.Fatalf("pamtester authenticate open_session: exit %d %q\n%s", rc, last, out)
+		}
+		if got := fsType(home); got != "fuse.nostrfs" {
+			t.Errorf("after pamtester open_session: %s has %q mounted", home, got)
+		}
+		if rc, last, out := e.pamtester("alice", "", 0, "close_session"); rc != 0 {
+			t.Fatalf("pamtester close_session: exit %d %q\n%s", rc, last, out)
+		}
+		if got := fsType(home); got != "" {
+			t.Errorf("after pamtester close_session: %s still has %q mounted", home, got)
+		}
+		st := e.status("alice")
+		if st.Session.Open != 0 || st.Session.State != "closed" || len(st.Secrets) != 0 || st.Signer != "none" {
+			t.Errorf("after close_session the daemon shows a session: %+v, secrets %q, signer %q", st.Session, st.Secrets, st.Signer)
+		}
 	})
 
 	t.Run("daemon down", func(t *testing.T) {
