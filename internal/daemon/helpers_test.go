@@ -1,10 +1,10 @@
 package daemon_test
 
 import (
-	"github.com/BurntSushi/toml"
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/BurntSushi/toml"
 	"github.com/nostr-homed/nostr-homed/internal/modroot"
 	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
 	"os"

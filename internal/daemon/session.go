@@ -47,20 +47,20 @@ func (s *sessionSigner) Wipe() { s.once.Do(s.wipe) }
 type userState struct {
 	name string
 
-	mu          sync.Mutex
-	phase       phase
-	count       int
-	done        chan struct{} // closed when the running opening or closing ends
-	mount       Mount
-	mountPoint  string
-	uid         uint32
-	openedAt    time.Time
-	lastErr     string
-	signer      *sessionSigner // pending (phase closed) or in use
+	mu         sync.Mutex
+	phase      phase
+	count      int
+	done       chan struct{} // closed when the running opening or closing ends
+	mount      Mount
+	mountPoint string
+	uid        uint32
+	openedAt   time.Time
+	lastErr    string
+	signer     *sessionSigner // pending (phase closed) or in use
 	// next is the signer of a login that completed while the session was closing: the
 	// closing session's signer stays in use until its mount has stopped; next then
 	// becomes the pending signer.
-	next *sessionSigner
+	next        *sessionSigner
 	signerTimer *time.Timer
 }
 
