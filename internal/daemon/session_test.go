@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -40,6 +41,14 @@ func TestOpenSessionWithThisBuildsNostrfs(t *testing.T) {
 		t.Fatalf("%s is not a nostrfs mount after OpenSession (%q)", home, fsType(home))
 	}
 	must(t, os.WriteFile(filepath.Join(home, "notes.txt"), []byte("written in a session\n"), 0o644))
+	// Another local user reads none of it: the mount, the cache, the secrets.
+	for _, p := range []string{home, filepath.Join(home, "notes.txt"),
+		filepath.Join(e.cfg.Cache.Dir, strconv.Itoa(int(u.UID))), filepath.Join(e.rt, strconv.Itoa(int(u.UID)), "secrets")} {
+		out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", p+"/.").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "Permission denied") {
+			t.Errorf("uid 65534 reading %s: %v %s (want Permission denied)", p, err, out)
+		}
+	}
 	e.call("CloseSession", "alice")
 	if fsType(home) != "" {
 		t.Fatalf("%s still mounted after the last CloseSession", home)

@@ -609,3 +609,54 @@ func TestRoamingLarge(t *testing.T) {
 	}
 	t.Logf("20 random reads fetched %d blobs (of 256 chunks)", e2.fetcher.n.Load())
 }
+
+// TestAdoptNewerManifest: a mount with no changes of its own picks up another machine's
+// newer manifest (Poll) and the kernel forgets what it cached: new names appear, removed
+// ones go, and a rewritten file reads its new content.
+func TestAdoptNewerManifest(t *testing.T) {
+	e := setupEmpty(t)
+	fsA := e.newFS(t, &logSink{})
+	mA := mount(t, fsA)
+	must(t, os.WriteFile(filepath.Join(mA, "shared.txt"), []byte("version 1"), 0o644))
+	must(t, os.WriteFile(filepath.Join(mA, "old.txt"), []byte("old"), 0o644))
+	drain(t, fsA)
+
+	// B polls every 200 ms; it reads (and so caches) both files first.
+	e2 := emptyEnv(t, e.stack, e.signer, e.keys)
+	e2.base = newestManifest(t, e)
+	o := e2.fsOpts(t, &logSink{})
+	o.Poll = 200 * time.Millisecond
+	fsB := newFSWith(t, o)
+	mB := mount(t, fsB)
+	for _, n := range []string{"shared.txt", "old.txt"} {
+		if _, err := os.ReadFile(filepath.Join(mB, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(mB, "new.txt")); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("new.txt before: %v", err)
+	}
+
+	must(t, os.WriteFile(filepath.Join(mA, "shared.txt"), []byte("version 2, longer"), 0o644))
+	must(t, os.WriteFile(filepath.Join(mA, "new.txt"), []byte("new"), 0o644))
+	must(t, os.Remove(filepath.Join(mA, "old.txt")))
+	drain(t, fsA)
+	want := fsA.Status().Manifest
+
+	deadline := time.Now().Add(15 * time.Second)
+	for fsB.Status().Manifest != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("B did not adopt %s: %+v", want, fsB.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if b, err := os.ReadFile(filepath.Join(mB, "shared.txt")); err != nil || string(b) != "version 2, longer" {
+		t.Errorf("shared.txt on B after adopting: %q %v", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mB, "new.txt")); err != nil || string(b) != "new" {
+		t.Errorf("new.txt on B after adopting: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(mB, "old.txt")); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("old.txt on B after adopting: %v", err)
+	}
+}

@@ -365,7 +365,7 @@ func (p *publisher) poll(ctx context.Context) error {
 		return err
 	}
 	if adopted {
-		f.invalidate()
+		f.invalidate(ctx)
 		f.mu.Lock()
 		_, gen, _ := f.baseEvent()
 		f.mu.Unlock()
@@ -374,9 +374,11 @@ func (p *publisher) poll(ctx context.Context) error {
 	return nil
 }
 
-// invalidate makes the kernel drop its dentries under the root and the root's attributes
-// and pages, after the tree was replaced. No lock is held: the kernel may call back.
-func (f *FS) invalidate() {
+// invalidate makes the kernel drop its dentries under the root (those of the old tree, and
+// negative ones for names the new tree has) and the root's attributes and pages, after the
+// tree was replaced. A directory's dentry going takes its subtree's with it. No lock is
+// held: the kernel may call back.
+func (f *FS) invalidate(ctx context.Context) {
 	f.smu.Lock()
 	mounted := f.server != nil
 	f.smu.Unlock()
@@ -384,8 +386,22 @@ func (f *FS) invalidate() {
 		return
 	}
 	root := f.root.EmbeddedInode()
+	done := map[string]bool{}
 	for name := range root.Children() {
 		root.NotifyEntry(name)
+		done[name] = true
+	}
+	if _, err := f.loadDir(ctx, rootIno); err == nil {
+		f.mu.Lock()
+		rows, err := f.st.children(rootIno)
+		f.mu.Unlock()
+		if err == nil {
+			for _, r := range rows {
+				if !done[r.name] {
+					root.NotifyEntry(r.name)
+				}
+			}
+		}
 	}
 	root.NotifyContent(0, 0)
 }
