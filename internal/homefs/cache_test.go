@@ -3,8 +3,11 @@ package homefs_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,5 +121,46 @@ func TestQuotaKeepsUnacknowledged(t *testing.T) {
 	}
 	if s := small2.Stats(); s.Evictions == 0 || s.Used > 3<<20 {
 		t.Errorf("the reader's cache: %+v (want evictions, within about the quota)", s)
+	}
+}
+
+// TestDiskFull: with the cache and working copies on a full disk, a write fails with ENOSPC
+// and what was written before stays, is published, and reads back elsewhere.
+func TestDiskFull(t *testing.T) {
+	requireFUSE(t)
+	st := devstacktest.Start(t)
+	e := emptyEnv(t, st, nil, nil)
+	tdir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", tdir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", tdir).Run() })
+	c, err := cas.Open(filepath.Join(tdir, "cas"), cas.Options{})
+	must(t, err)
+	q, err := uploadq.Open(filepath.Join(tdir, "queue"), c, e.bc, uploadq.Options{MinBackoff: 50 * time.Millisecond})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	q.Start(ctx)
+	t.Cleanup(func() { cancel(); q.Close(); c.Close() })
+	e.cache, e.queue = c, q
+	o := e.fsOpts(t, &logSink{})
+	o.StateDir = filepath.Join(tdir, "state")
+	fsys := newFSWith(t, o)
+	mnt := mount(t, fsys)
+
+	must(t, os.WriteFile(filepath.Join(mnt, "kept.txt"), []byte("written before the disk filled"), 0o644))
+	err = os.WriteFile(filepath.Join(mnt, "huge.bin"), randBytes(8<<20), 0o644)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("writing 8 MiB into a 6 MiB cache: %v, want ENOSPC", err)
+	}
+	must(t, os.Remove(filepath.Join(mnt, "huge.bin")))
+	drain(t, fsys)
+	_, fsys2 := e.roam(t)
+	m2 := mount(t, fsys2)
+	if b, err := os.ReadFile(filepath.Join(m2, "kept.txt")); err != nil || string(b) != "written before the disk filled" {
+		t.Errorf("kept.txt elsewhere: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(m2, "huge.bin")); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("huge.bin elsewhere: %v", err)
 	}
 }

@@ -10,8 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"golang.org/x/sys/unix"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/nostr-homed/nostr-homed/internal/tree"
 )
@@ -114,6 +117,40 @@ type state struct {
 	// cur is the transaction under way (tx), which every query then joins: the database
 	// has one connection, so a query beside the transaction would wait for it forever.
 	cur *sql.Tx
+	// lastReserve is when the reserve file was last (re)created or tried.
+	lastReserve time.Time
+}
+
+// reserveSize is the ballast kept in StateDir/reserve: when the disk is full, a change of
+// state.db (unlinking the file that filled it, say) would fail for want of a page; the
+// reserve is deleted to let it through, and made again later.
+const reserveSize = 1 << 20
+
+func (s *state) reservePath() string { return filepath.Join(s.dir, "reserve") }
+
+// makeReserve (re)creates the reserve file, at most every few seconds while it fails.
+func (s *state) makeReserve() {
+	if _, err := os.Stat(s.reservePath()); err == nil || time.Since(s.lastReserve) < 5*time.Second {
+		return
+	}
+	s.lastReserve = time.Now()
+	f, err := os.OpenFile(s.reservePath()+".tmp", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return
+	}
+	err = unix.Fallocate(int(f.Fd()), 0, 0, reserveSize)
+	f.Close()
+	if err != nil {
+		os.Remove(s.reservePath() + ".tmp")
+		return
+	}
+	os.Rename(s.reservePath()+".tmp", s.reservePath())
+}
+
+// diskFull says whether err is SQLite's "database or disk is full".
+func diskFull(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL
 }
 
 type querier interface {
@@ -160,6 +197,7 @@ func openState(dir string) (*state, error) {
 		return nil, err
 	}
 	os.Chmod(filepath.Join(dir, "state.db"), 0o600)
+	s.makeReserve()
 	return s, nil
 }
 
@@ -295,6 +333,20 @@ func (s *state) tx(f func(tx *sql.Tx) error) error {
 	if s.cur != nil {
 		return f(s.cur) // nested: part of the outer transaction
 	}
+	err := s.tx1(f)
+	if err != nil && diskFull(err) {
+		if rerr := os.Remove(s.reservePath()); rerr == nil {
+			s.lastReserve = time.Now()
+			err = s.tx1(f)
+		}
+	}
+	if err == nil {
+		s.makeReserve()
+	}
+	return err
+}
+
+func (s *state) tx1(f func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(context.Background(), nil)
 	if err != nil {
 		return err
