@@ -47,6 +47,10 @@ test-go: ## run the Go tests
 
 test-c: test-nss test-pam ## run the NSS and PAM module tests
 
+.PHONY: test-long
+test-long: build ## the crash tests in their long mode (50 kill -9 rounds of nostrfs)
+	NOSTR_HOMED_LONG=1 $(GO) test -count=1 -timeout 60m -run Kill9 ./internal/homefs/ ./internal/pamtest/
+
 test-install: build ## check `make install` with DESTDIR and PREFIX
 	bash scripts/test-install.sh
 

@@ -2,8 +2,10 @@
 // SIGTERM, then writes back what it can and unmounts. nostr-homectl starts it at a user's
 // first session (or systemd does, as nostrfs@USER.service); see internal/homemount.
 //
-//	nostrfs --user USER --mount DIR [--config FILE]
+//	nostrfs --user USER [--mount DIR] [--config FILE]
 //
+// The mount point defaults to the user's home in the user database (as nostrfs@USER.service
+// runs it).
 // Exit status: 0 after a clean stop (unpublished changes stay queued in the cache for the
 // next mount), 1 if the home could not be mounted, 2 for usage errors.
 package main
@@ -28,7 +30,7 @@ func run(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nostrfs", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	user := fs.String("user", "", "the `user` whose home to mount")
-	mnt := fs.String("mount", "", "mount point `dir`ectory")
+	mnt := fs.String("mount", "", "mount point `dir`ectory (default: the user's home)")
 	cfgPath := fs.String("config", config.DefaultPath, "configuration `file`")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -36,8 +38,8 @@ func run(args []string, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if *user == "" || *mnt == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: nostrfs --user USER --mount DIR [--config FILE]")
+	if *user == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: nostrfs --user USER [--mount DIR] [--config FILE]")
 		return 2
 	}
 	cfg, err := config.Load(*cfgPath)

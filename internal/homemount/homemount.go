@@ -51,7 +51,8 @@ import (
 // Options configure Run.
 type Options struct {
 	Config     config.Config
-	User       string
+	User string
+	// MountPoint is where to mount; empty means the user's home from the user database.
 	MountPoint string
 	// Logf receives what nostrfs has to say (stderr).
 	Logf func(format string, args ...any)
@@ -76,6 +77,9 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("user %s: %w", o.User, err)
 	}
 	ns := cfg.Namespace
+	if o.MountPoint == "" {
+		o.MountPoint = u.Home
+	}
 
 	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
