@@ -50,8 +50,8 @@ import (
 
 // Options configure Run.
 type Options struct {
-	Config     config.Config
-	User string
+	Config config.Config
+	User   string
 	// MountPoint is where to mount; empty means the user's home from the user database.
 	MountPoint string
 	// Logf receives what nostrfs has to say (stderr).
