@@ -85,6 +85,11 @@ func TestQuotaKeepsUnacknowledged(t *testing.T) {
 	must(t, st.Close())
 	data := randBytes(9 << 20)
 	must(t, os.WriteFile(filepath.Join(mnt, "big-offline.bin"), data, 0o600))
+	// The last close seals the file; FUSE sends that release after close(2) returns.
+	deadline := time.Now().Add(10 * time.Second)
+	for small.Stats().PinnedBytes < 9<<20 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if s := small.Stats(); s.Used <= 2<<20 || s.PinnedBytes < 9<<20 {
 		t.Errorf("cache while offline: %+v (want everything pinned, over the quota)", s)
 	}

@@ -151,9 +151,17 @@ func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	return uint32(n), 0
 }
 
-// Flush implements fs.FileFlusher: close(2) of a writer seals the file.
+// Flush implements fs.FileFlusher: close(2) of a writer seals the file. When this is the
+// file's only open handle, the release that follows at once seals it (for good), so the
+// flush does not do it twice; the working copy and its dirty flag are on disk meanwhile.
 func (h *dataHandle) Flush(ctx context.Context) syscall.Errno {
 	if !h.write {
+		return 0
+	}
+	h.n.mu.Lock()
+	only := h.n.ptOpens+h.n.rdOpens == 1
+	h.n.mu.Unlock()
+	if only {
 		return 0
 	}
 	return h.n.fsys.errno("flush", h.n.ino, h.n.fsys.seal(h.n.ino, false))
@@ -184,23 +192,26 @@ func (h *dataHandle) Release(ctx context.Context) syscall.Errno {
 	return 0
 }
 
-// released forgets the node's open state after its last handle; n.mu held, so no handle
-// can open meanwhile and the seal here is final: the row is clean afterwards.
+// released forgets the node's open state after its last handle, then seals the file for
+// good. n.mu is held, so no handle can open meanwhile; the node leaves FS.open first, so
+// the seal may mark the row clean (see seal).
 func (n *node) released() {
 	if n.ptOpens+n.rdOpens > 0 {
 		return
 	}
 	f := n.fsys
-	if err := f.seal(n.ino, true); err != nil {
-		// The working copy stays dirty; the publisher's sealAll tries again.
-		f.opts.Logf("homefs: sealing inode %d at its last close: %v", n.ino, err)
-	}
 	f.mu.Lock()
 	delete(f.open, n.ino)
 	gone := n.unlinked
+	n.unlinked = false
 	f.mu.Unlock()
 	if gone {
 		os.Remove(f.st.dataPath(n.ino))
+		return
+	}
+	if err := f.seal(n.ino, true); err != nil {
+		// The working copy stays dirty; the publisher's sealAll tries again.
+		f.opts.Logf("homefs: sealing inode %d at its last close: %v", n.ino, err)
 	}
 }
 
@@ -415,8 +426,12 @@ func (f *FS) seal(ino int64, final bool) error {
 			}
 			return err
 		}
+		// Clean only if no handle is open now: a writer registers in FS.open (under mu)
+		// before it marks the row dirty, so it cannot slip between this check and the
+		// commit and have its writes taken for sealed.
+		_, open := f.open[ino]
 		if _, err := tx.Exec(`UPDATE nodes SET content = ?, size = ?, mtime = ?, dirty = CASE WHEN ? THEN 0 ELSE dirty END WHERE ino = ?`,
-			js, c.Size, st.ModTime().UnixNano(), final, ino); err != nil {
+			js, c.Size, st.ModTime().UnixNano(), final && !open, ino); err != nil {
 			return err
 		}
 		return markDirty(tx, parent)
@@ -429,9 +444,9 @@ func (f *FS) seal(ino int64, final bool) error {
 	return nil
 }
 
-// sealAll seals every local file left dirty with no handle open (after a crash, or before
-// a final publication).
-func (f *FS) sealAll() error {
+// sealAll seals every local file left dirty: with no handle open (after a crash), and with
+// includeOpen also the open ones, not for good (Drain: the newest content of every file).
+func (f *FS) sealAll(includeOpen bool) error {
 	f.mu.Lock()
 	rows, err := f.st.q().Query(`SELECT ino FROM nodes WHERE type = ? AND local = 1 AND dirty = 1`, typeFile)
 	var inos []int64
@@ -441,7 +456,7 @@ func (f *FS) sealAll() error {
 			if err = rows.Scan(&ino); err != nil {
 				break
 			}
-			if _, open := f.open[ino]; !open {
+			if _, open := f.open[ino]; !open || includeOpen {
 				inos = append(inos, ino)
 			}
 		}
@@ -452,7 +467,7 @@ func (f *FS) sealAll() error {
 		return err
 	}
 	for _, ino := range inos {
-		if err := f.seal(ino, true); err != nil {
+		if err := f.seal(ino, true); err != nil { // final only if not open (see seal)
 			return fmt.Errorf("homefs: sealing inode %d: %w", ino, err)
 		}
 	}

@@ -254,7 +254,7 @@ func (f *FS) start(ctx context.Context) error {
 	}
 	// Files written before a crash whose data was never sealed: seal them now, so that
 	// "local changes" below is the truth.
-	if err := f.sealAll(); err != nil {
+	if err := f.sealAll(false); err != nil {
 		return err
 	}
 	b := f.opts.Base
@@ -422,7 +422,7 @@ func (f *FS) Unmount() error {
 // Drain publishes what is not published yet (seals, uploads, the manifest), bounded by ctx.
 // It returns nil when the newest local tree is on a server and in a published manifest.
 func (f *FS) Drain(ctx context.Context) error {
-	if err := f.sealAll(); err != nil {
+	if err := f.sealAll(true); err != nil {
 		return err
 	}
 	return f.pub.publishNow(ctx)

@@ -164,7 +164,7 @@ func (p *publisher) publishOnce(ctx context.Context) error {
 	p.work.Lock()
 	defer p.work.Unlock()
 	f := p.f
-	if err := f.sealAll(); err != nil {
+	if err := f.sealAll(false); err != nil {
 		p.setStatus(Status{State: "error", Message: err.Error()})
 		return err
 	}

@@ -235,7 +235,9 @@ func Run(ctx context.Context, o Options) error {
 	notify("STOPPING=1")
 	logf("nostrfs: stopping: unmounting %s", o.MountPoint)
 	unmount(fsys, o.MountPoint, logf)
-	dctx, dcancel := context.WithTimeout(context.Background(), cfg.Session.FlushTimeout.Duration)
+	// Three quarters of the flush bound: the daemon kills us when all of it has passed, and
+	// we would rather say what stays queued and exit cleanly.
+	dctx, dcancel := context.WithTimeout(context.Background(), cfg.Session.FlushTimeout.Duration*3/4)
 	defer dcancel()
 	if err := fsys.Drain(dctx); err != nil {
 		// Nothing is lost: the working copies, state.db and the queue stay in the cache and
