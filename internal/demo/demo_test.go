@@ -108,7 +108,7 @@ func checkCleanedUp(t *testing.T, parent string, kept bool) {
 	if left, err := mountsUnder(parent); err != nil || len(left) != 0 {
 		t.Errorf("mounts left under %s: %v %v", parent, left, err)
 	}
-	if files, _ := filepath.Glob("/etc/pam.d/" + PAMServicePrefix + "*"); len(files) != 0 {
+	if files := pamFilesOf(os.Getpid()); len(files) != 0 {
 		t.Errorf("PAM service files left: %v", files)
 	}
 	if procs := processesMentioning(parent); len(procs) != 0 {
@@ -125,6 +125,19 @@ func checkCleanedUp(t *testing.T, parent string, kept bool) {
 	if v, ok := os.LookupEnv("DBUS_SYSTEM_BUS_ADDRESS"); ok && strings.Contains(v, parent) {
 		t.Errorf("DBUS_SYSTEM_BUS_ADDRESS still points at the demo's bus: %s", v)
 	}
+}
+
+// pamFilesOf lists the demo's PAM service files written by process pid (each says which
+// process wrote it; other demos, e.g. another package's tests, may run at the same time).
+func pamFilesOf(pid int) []string {
+	var mine []string
+	files, _ := filepath.Glob("/etc/pam.d/" + PAMServicePrefix + "*")
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), fmt.Sprintf("(pid %d)", pid)) {
+			mine = append(mine, f)
+		}
+	}
+	return mine
 }
 
 // processesMentioning lists the command lines that mention s (the demo's children name its
