@@ -58,8 +58,9 @@ test-install: build ## check `make install` with DESTDIR and PREFIX
 test-units: build ## check the systemd units: systemd-analyze verify, exposure scores, install
 	BUILD=$(BUILD) bash scripts/test-units.sh
 
-demo: $(BUILD)/nostr-homed-devstack ## run the demo on an embedded local relay and Blossom server
-	$(BUILD)/nostr-homed-devstack demo
+demo: $(BUILD)/nostr-homectl $(BUILD)/nostrfs $(PAM_SO) ## as root (sudo make demo): log in through PAM, write in the mounted home, wipe the cache, read it back; loopback relay and Blossom
+	CGO_ENABLED=1 $(GO) build -trimpath -o $(BUILD)/cgo/nostr-homed-devstack ./cmd/nostr-homed-devstack
+	$(BUILD)/cgo/nostr-homed-devstack demo --build $(abspath $(BUILD)) --dbus-policy $(abspath dbus/org.nostr.Homed1.conf)
 
 # A missed target is reported in build/bench/report.md, not a failure; BENCH_ONLY=nss,cas picks some.
 BENCH_ONLY ?=

@@ -2,7 +2,7 @@
 // for developing and testing nostr-homed without touching public servers:
 //
 //	nostr-homed-devstack [--listen 127.0.0.1:7777] [--data DIR] [--allow-remote]
-//	nostr-homed-devstack demo [--keep] [--verbose]
+//	nostr-homed-devstack demo [--build DIR] [--dbus-policy FILE] [--keep] [--verbose]
 //
 // When it is listening it prints, on stdout,
 //
@@ -13,9 +13,11 @@
 // and logs go to stderr. SIGTERM or SIGINT shuts it down gracefully (within about 5 s) with
 // exit status 0. See package internal/devstack for what is served where.
 //
-// The demo subcommand (what `make demo` runs) starts a stack of its own on a free loopback
-// port with its data in a temp directory, walks through nostr-homed's roaming data path in
-// numbered steps (package internal/demo) and exits 0 only if every step passed.
+// The demo subcommand (what `sudo make demo` runs) starts a stack of its own on a free
+// loopback port, the daemon on a private bus, and walks through a whole login story in
+// numbered steps (package internal/demo): PAM login, the home mounted, a file written,
+// uploaded, the local cache wiped, the file read back. It needs root and a build with cgo
+// (libpam), and exits 0 only if every step passed.
 package main
 
 import (
@@ -54,14 +56,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback --listen address (the devstack has no access control)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: %s [--listen ADDR] [--data DIR] [--allow-remote]
-       %s demo [--keep] [--verbose]
+       %s demo [--build DIR] [--dbus-policy FILE] [--keep] [--verbose]
 
 Runs a Nostr relay (khatru, NIP-01/09/11/40/42/45/77) and a Blossom server (BUD-01/02/04/06/11/12)
 on one port for nostr-homed development. Prints the relay and Blossom URLs and "ready" on stdout
 once listening; logs go to stderr. Stops on SIGTERM or SIGINT.
 
-"demo" runs a narrated walk through nostr-homed's roaming data path on a stack of its own
-(see "%s demo -h").
+"demo" runs the whole login story (PAM, the mounted home, a file that survives a wiped cache)
+on a stack of its own, as root (see "%s demo -h").
 
 Options:
 `, name, name, name)
@@ -142,16 +144,22 @@ Options:
 func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name+" demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	keep := fs.Bool("keep", false, "keep the temp directory (the stack's data and both machines' files) and print where it is")
-	verbose := fs.Bool("verbose", false, "log what the relay and the Blossom server do to stderr")
+	build := fs.String("build", "", "`directory` of the built nostr-homectl, nostrfs and pam_nostr.so (default: build/ of the source tree above the working directory)")
+	policy := fs.String("dbus-policy", "", "the bus policy `file` (default: dbus/org.nostr.Homed1.conf of the source tree above the working directory)")
+	keep := fs.Bool("keep", false, "keep the temp directory (the stack's data, the user database, the home's cache) and print where it is")
+	verbose := fs.Bool("verbose", false, "log what the relay, the Blossom server and the daemon do to stderr")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `Usage: %s demo [--keep] [--verbose]
+		fmt.Fprintf(fs.Output(), `Usage: %s demo [--build DIR] [--dbus-policy FILE] [--keep] [--verbose]
 
-Starts a relay and a Blossom server on a free loopback port, with their data in a temp
-directory, and shows step by step how a home's data roams: a demo identity publishes its
-settings and secrets, machine A encrypts and uploads a file and publishes a manifest, machine B
-finds and reads it knowing only the npub, the password and the relay, and forgeries are refused.
-Exits 0 only if every step passed (within %s).
+Runs the whole nostr-homed story on this machine, narrated step by step: a relay and a Blossom
+server on a free loopback port, a demo identity with a password, its settings and secrets, a
+private system bus with the daemon (nostr-homectl serve), the user enrolled and warmed, a login
+through PAM (pam_nostr.so) that mounts the home (nostrfs), a file written there, a logout that
+uploads it and publishes a new manifest, the local cache wiped, a second login that reads the
+file back. Everything lives in a temp directory and is stopped and removed at the end.
+
+Needs root and a build with cgo (libpam): run it as `+"`sudo make demo`"+`. Exits 0 only if
+every step passed (within %s).
 
 Options:
 `, name, demo.DefaultTimeout)
@@ -169,7 +177,7 @@ Options:
 		return 2
 	}
 
-	opts := demo.Options{Keep: *keep}
+	opts := demo.Options{BuildDir: *build, DBusPolicy: *policy, Keep: *keep}
 	if *verbose {
 		logger := log.New(stderr, name+": ", log.LstdFlags)
 		opts.Logf = logger.Printf
@@ -181,7 +189,7 @@ Options:
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := demo.Run(ctx, stdout, opts); err != nil {
-		return 1 // demo.Run has printed "demo: FAILED at step N: ..."
+		return 1 // demo.Run has printed "demo: FAILED ..."
 	}
 	return 0
 }

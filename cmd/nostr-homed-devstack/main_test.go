@@ -6,12 +6,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,11 +27,15 @@ import (
 	"github.com/nostr-homed/nostr-homed/internal/demo"
 	"github.com/nostr-homed/nostr-homed/internal/devstack"
 	"github.com/nostr-homed/nostr-homed/internal/devstack/devstacktest"
+	"github.com/nostr-homed/nostr-homed/internal/modroot"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	devstacktest.RemoveBinary()
+	if demoDir != "" {
+		os.RemoveAll(demoDir)
+	}
 	os.Exit(code)
 }
 
@@ -235,14 +242,74 @@ func TestDefaultDataDir(t *testing.T) {
 	}
 }
 
-// runDemoBinary runs `nostr-homed-devstack demo args...` with TMPDIR set to tmp, bounded
-// beyond the demo's own limit.
-func runDemoBinary(t *testing.T, tmp string, args ...string) (code int, stdout, stderr string) {
+// ---- the demo subcommand ------------------------------------------------------------------
+
+var (
+	demoOnce sync.Once
+	demoDir  string
+	demoErr  error
+)
+
+// demoParts builds, once per test process, what the demo subcommand needs into a temp
+// directory: this command with cgo (the demo drives libpam), nostr-homectl and nostrfs as
+// `make build` does, and a copy of the built pam_nostr.so. It returns the directory.
+func demoParts(t *testing.T) string {
+	t.Helper()
+	demoOnce.Do(func() {
+		root, err := modroot.Find()
+		if err != nil {
+			demoErr = err
+			return
+		}
+		if demoDir, demoErr = os.MkdirTemp("", "devstack-demo-test-"); demoErr != nil {
+			return
+		}
+		for name, cgo := range map[string]string{"nostr-homed-devstack": "1", "nostr-homectl": "0", "nostrfs": "0"} {
+			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(demoDir, name), "./cmd/"+name)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED="+cgo)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				demoErr = fmt.Errorf("go build ./cmd/%s: %v\n%s", name, err, out)
+				return
+			}
+		}
+		mod, err := os.ReadFile(filepath.Join(root, "build", "pam_nostr.so"))
+		if err != nil {
+			demoErr = fmt.Errorf("build/pam_nostr.so: %w (run make build)", err)
+			return
+		}
+		demoErr = os.WriteFile(filepath.Join(demoDir, "pam_nostr.so"), mod, 0o644)
+	})
+	if demoErr != nil {
+		t.Fatal(demoErr)
+	}
+	return demoDir
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the demo runs the daemon, mounts a home and writes /etc/pam.d")
+	}
+}
+
+// runDemoBinary runs `BIN demo args...` with TMPDIR set to tmp, bounded beyond the demo's
+// own limit, with cred if not nil.
+func runDemoBinary(t *testing.T, bin, tmp string, cred *syscall.Credential, args ...string) (code int, stdout, stderr string) {
+	code, stdout, stderr, _ = runDemoBinaryPID(t, bin, tmp, cred, args...)
+	return code, stdout, stderr
+}
+
+// runDemoBinaryPID is runDemoBinary that also returns the demo's process ID.
+func runDemoBinaryPID(t *testing.T, bin, tmp string, cred *syscall.Credential, args ...string) (code int, stdout, stderr string, pid int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), demo.DefaultTimeout+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, devstacktest.Binary(t), append([]string{"demo"}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"demo"}, args...)...)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -259,12 +326,19 @@ func runDemoBinary(t *testing.T, tmp string, args ...string) (code int, stdout, 
 	if ctx.Err() != nil {
 		t.Fatalf("demo %v did not exit", args)
 	}
-	return code, out.String(), errb.String()
+	return code, out.String(), errb.String(), cmd.Process.Pid
 }
 
 func TestDemoSubcommand(t *testing.T) {
+	requireRoot(t)
+	dir := demoParts(t)
+	root, err := modroot.Find()
+	if err != nil {
+		t.Fatal(err)
+	}
 	tmp := t.TempDir()
-	code, stdout, stderr := runDemoBinary(t, tmp)
+	code, stdout, stderr, pid := runDemoBinaryPID(t, filepath.Join(dir, "nostr-homed-devstack"), tmp, nil,
+		"--build", dir, "--dbus-policy", filepath.Join(root, "dbus", "org.nostr.Homed1.conf"))
 	if code != 0 {
 		t.Fatalf("demo: exit %d", code)
 	}
@@ -272,9 +346,14 @@ func TestDemoSubcommand(t *testing.T) {
 	if last := lines[len(lines)-1]; last != demo.PassedLine {
 		t.Fatalf("last line %q, want %q", last, demo.PassedLine)
 	}
-	for n := 1; n <= 8; n++ {
+	for n := 1; n <= 12; n++ {
 		if !strings.Contains(stdout, "\n"+strconv.Itoa(n)+". ") {
 			t.Errorf("stdout lacks step %d", n)
+		}
+	}
+	for _, want := range []string{"is mounted: fuse.nostrfs", "the same text as written before the cache was wiped", filepath.Join(dir, "nostr-homectl") + " serve"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q", want)
 		}
 	}
 	if stderr != "" {
@@ -283,18 +362,90 @@ func TestDemoSubcommand(t *testing.T) {
 	if left, _ := os.ReadDir(tmp); len(left) != 0 {
 		t.Errorf("demo left %d entries in TMPDIR", len(left))
 	}
+	// Each file says which process wrote it: other demos (internal/demo's tests) may run now.
+	files, _ := filepath.Glob("/etc/pam.d/" + demo.PAMServicePrefix + "*")
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), fmt.Sprintf("(pid %d)", pid)) {
+			t.Errorf("PAM service file left: %s", f)
+		}
+	}
 }
 
-func TestDemoKeepAndUsage(t *testing.T) {
+// A build dir without the programs: the demo fails at step 1, says to build, exits 1.
+func TestDemoMissingBuild(t *testing.T) {
+	requireRoot(t)
 	tmp := t.TempDir()
-	code, stdout, _ := runDemoBinary(t, tmp, "--keep")
-	if code != 0 || !strings.HasSuffix(stdout, demo.PassedLine+"\n") {
-		t.Fatalf("demo --keep: exit %d", code)
+	code, stdout, _ := runDemoBinary(t, filepath.Join(demoParts(t), "nostr-homed-devstack"), tmp, nil, "--build", t.TempDir())
+	if code != 1 || !strings.Contains(stdout, "demo: FAILED at step 1 ") || !strings.Contains(stdout, "make build") {
+		t.Fatalf("demo --build EMPTY: exit %d", code)
 	}
-	if left, _ := os.ReadDir(tmp); len(left) != 1 || !strings.Contains(stdout, "kept the demo's files in "+tmp) {
-		t.Errorf("demo --keep kept %d entries in TMPDIR", len(left))
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("demo left %d entries in TMPDIR", len(left))
 	}
-	if code, _, stderr := runBinary(t, "demo", "-h"); code != 0 || !strings.Contains(stderr, "Usage: nostr-homed-devstack demo") {
+}
+
+// Not root: the demo refuses at once and says to use sudo. (As root the test runs the binary
+// as nobody.)
+func TestDemoNeedsRoot(t *testing.T) {
+	bin := devstacktest.Binary(t)
+	var cred *syscall.Credential
+	tmp := t.TempDir()
+	if os.Geteuid() == 0 {
+		// nobody must reach the binary and TMPDIR.
+		dir, err := os.MkdirTemp("", "devstack-demo-nobody-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		b, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin = filepath.Join(dir, "nostr-homed-devstack")
+		tmp = filepath.Join(dir, "tmp")
+		for _, err := range []error{os.Chmod(dir, 0o755), os.WriteFile(bin, b, 0o755), os.Mkdir(tmp, 0o777), os.Chmod(tmp, 0o777)} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		cred = &syscall.Credential{Uid: 65534, Gid: 65534}
+	}
+	start := time.Now()
+	code, stdout, _ := runDemoBinary(t, bin, tmp, cred)
+	if code != 1 || !strings.Contains(stdout, "demo: FAILED before step 1: the demo needs root") || !strings.Contains(stdout, "`sudo make demo`") {
+		t.Fatalf("demo as non-root: exit %d", code)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %v to refuse", took)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("demo left %d entries in TMPDIR", len(left))
+	}
+}
+
+// A build without cgo (what `make build` makes) cannot drive PAM: it says so, and how to run
+// the demo instead.
+func TestDemoWithoutCgo(t *testing.T) {
+	requireRoot(t)
+	root, err := modroot.Find()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "nostr-homed-devstack")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/nostr-homed-devstack")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	code, stdout, _ := runDemoBinary(t, bin, t.TempDir(), nil)
+	if code != 1 || !strings.Contains(stdout, "built without cgo") || !strings.Contains(stdout, "`sudo make demo`") {
+		t.Fatalf("demo without cgo: exit %d", code)
+	}
+}
+
+func TestDemoUsage(t *testing.T) {
+	if code, _, stderr := runBinary(t, "demo", "-h"); code != 0 || !strings.Contains(stderr, "Usage: nostr-homed-devstack demo") || !strings.Contains(stderr, "-build") {
 		t.Errorf("demo -h: exit %d, stderr %q", code, stderr)
 	}
 	if code, _, stderr := runBinary(t, "demo", "extra"); code != 2 || !strings.Contains(stderr, "unexpected arguments") {

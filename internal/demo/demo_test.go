@@ -6,77 +6,172 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nostr-homed/nostr-homed/internal/modroot"
 )
 
-// runDemo runs the demo in a temp parent directory and returns its output and the secrets it
-// revealed.
-func runDemo(t *testing.T, opts Options) (string, Secrets, error) {
+// The demo runs the real daemon, nostrfs and PAM module: it needs root, cgo (libpam) and a
+// built pam_nostr.so (`make build`). nostr-homectl and nostrfs are built afresh for the test
+// process, so a test never runs stale binaries.
+
+var (
+	partsOnce sync.Once
+	partsDir  string
+	partsErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if partsDir != "" {
+		os.RemoveAll(partsDir)
+	}
+	os.Exit(code)
+}
+
+// requireDemo skips unless the demo can run here.
+func requireDemo(t *testing.T) {
 	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the demo runs the daemon under the root-only bus policy, mounts a home and writes /etc/pam.d")
+	}
+	if !pamAvailable {
+		t.Skip("built without cgo: the demo drives PAM through libpam")
+	}
+}
+
+// parts returns a directory with this tree's nostr-homectl and nostrfs and the built
+// pam_nostr.so, as the demo's BuildDir.
+func parts(t *testing.T) string {
+	t.Helper()
+	partsOnce.Do(func() {
+		root, err := modroot.Find()
+		if err != nil {
+			partsErr = err
+			return
+		}
+		if partsDir, partsErr = os.MkdirTemp("", "demo-test-bin-"); partsErr != nil {
+			return
+		}
+		for _, name := range []string{"nostr-homectl", "nostrfs"} {
+			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(partsDir, name), "./cmd/"+name)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				partsErr = fmt.Errorf("go build ./cmd/%s: %v\n%s", name, err, out)
+				return
+			}
+		}
+		mod, err := os.ReadFile(filepath.Join(root, "build", "pam_nostr.so"))
+		if err != nil {
+			partsErr = fmt.Errorf("build/pam_nostr.so: %w (run make build)", err)
+			return
+		}
+		partsErr = os.WriteFile(filepath.Join(partsDir, "pam_nostr.so"), mod, 0o644)
+	})
+	if partsErr != nil {
+		t.Fatal(partsErr)
+	}
+	return partsDir
+}
+
+// runDemo runs the demo in a fresh temp parent directory and returns its output, the secrets
+// it revealed and the parent.
+func runDemo(t *testing.T, opts Options) (out string, s Secrets, parent string, err error) {
+	t.Helper()
+	requireDemo(t)
+	opts.BuildDir = parts(t)
+	opts.Reveal = func(got Secrets) { s = got }
+	// Not t.TempDir(): the demo must remove its own directory; the test checks that.
+	parent, perr := os.MkdirTemp("", "demo-test-")
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	opts.TempDir = parent
 	var buf bytes.Buffer
-	var got Secrets
-	opts.Reveal = func(s Secrets) { got = s }
-	if opts.TempDir == "" {
-		opts.TempDir = t.TempDir()
-	}
 	start := time.Now()
-	err := Run(context.Background(), &buf, opts)
+	err = Run(context.Background(), &buf, opts)
 	t.Logf("demo took %v; output:\n%s", time.Since(start), buf.String())
-	return buf.String(), got, err
+	return buf.String(), s, parent, err
 }
 
-func TestRunPasses(t *testing.T) {
-	parent := t.TempDir()
-	out, _, err := runDemo(t, Options{TempDir: parent})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
+// checkCleanedUp checks that a run left nothing behind: no mount under its temp parent, no
+// process working there, no PAM service file, an empty parent (unless kept).
+func checkCleanedUp(t *testing.T, parent string, kept bool) {
+	t.Helper()
+	if left, err := mountsUnder(parent); err != nil || len(left) != 0 {
+		t.Errorf("mounts left under %s: %v %v", parent, left, err)
 	}
-	for i, title := range stepTitles {
-		if want := fmt.Sprintf("\n%d. %s\n", i+1, title); !strings.Contains(out, want) {
-			t.Errorf("output lacks step %q", strings.TrimSpace(want))
+	if files := pamFilesOf(os.Getpid()); len(files) != 0 {
+		t.Errorf("PAM service files left: %v", files)
+	}
+	if procs := processesMentioning(parent); len(procs) != 0 {
+		t.Errorf("processes left running: %q", procs)
+	}
+	left, _ := os.ReadDir(parent)
+	if kept {
+		if len(left) != 1 {
+			t.Errorf("kept %d entries in the temp parent, want 1", len(left))
 		}
+	} else if len(left) != 0 {
+		t.Errorf("the demo left %d entries in its temp parent", len(left))
 	}
-	if n := len(stepTitles); n != 8 {
-		t.Errorf("%d steps, want 8", n)
-	}
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if last := lines[len(lines)-1]; last != PassedLine {
-		t.Errorf("last line %q, want %q", last, PassedLine)
-	}
-	for _, want := range []string{"hello from machine A at", "same text as machine A wrote", `rule "author"`, `rule "signature"`, "ws://127.0.0.1:", "npub1"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q", want)
-		}
-	}
-	if strings.Contains(out, "FAILED") {
-		t.Error("output says FAILED")
-	}
-	if left, _ := os.ReadDir(parent); len(left) != 0 {
-		t.Errorf("the demo left %d entries in its temp parent (want none without Keep)", len(left))
+	if v, ok := os.LookupEnv("DBUS_SYSTEM_BUS_ADDRESS"); ok && strings.Contains(v, parent) {
+		t.Errorf("DBUS_SYSTEM_BUS_ADDRESS still points at the demo's bus: %s", v)
 	}
 }
 
-func TestOutputHasNoSecrets(t *testing.T) {
-	out, s, err := runDemo(t, Options{})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
+// pamFilesOf lists the demo's PAM service files written by process pid (each says which
+// process wrote it; other demos, e.g. another package's tests, may run at the same time).
+func pamFilesOf(pid int) []string {
+	var mine []string
+	files, _ := filepath.Glob("/etc/pam.d/" + PAMServicePrefix + "*")
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), fmt.Sprintf("(pid %d)", pid)) {
+			mine = append(mine, f)
+		}
 	}
+	return mine
+}
+
+// processesMentioning lists the command lines that mention s (the demo's children name its
+// temp directory: dbus-daemon's config, the daemon's and nostrfs's --config).
+func processesMentioning(s string) []string {
+	var found []string
+	pids, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range pids {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if cmd := strings.ReplaceAll(string(b), "\x00", " "); strings.Contains(cmd, s) {
+			found = append(found, cmd)
+		}
+	}
+	return found
+}
+
+// checkNoSecrets checks that no secret, nor any 16-character piece of one, is in out.
+func checkNoSecrets(t *testing.T, out string, s Secrets) {
+	t.Helper()
 	secrets := map[string]string{
-		"nsec":             s.Nsec,
-		"secret key hex":   s.SecretKeyHex,
-		"password":         s.Password,
-		"home key":         s.HomeKeyHex,
-		"derived file key": s.FileKeyHex,
+		"nsec":           s.Nsec,
+		"secret key hex": s.SecretKeyHex,
+		"password":       s.Password,
+		"home key":       s.HomeKeyHex,
 	}
+	lower := strings.ToLower(out)
 	for what, v := range secrets {
 		if len(v) < 16 {
-			t.Fatalf("the %s was not revealed to the test (%q)", what, v)
+			t.Errorf("the %s was not revealed to the test (%q)", what, v)
+			continue
 		}
-		lower := strings.ToLower(out)
-		// The whole value, and any 16-character piece of it, in any case.
 		for i := 0; i+16 <= len(v); i++ {
 			if strings.Contains(lower, strings.ToLower(v[i:i+16])) {
 				t.Errorf("the output contains part of the %s", what)
@@ -89,9 +184,67 @@ func TestOutputHasNoSecrets(t *testing.T) {
 	}
 }
 
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+func TestRunPasses(t *testing.T) {
+	out, s, parent, err := runDemo(t, Options{})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for i, title := range stepTitles {
+		if want := fmt.Sprintf("\n%d. %s", i+1, title); !strings.Contains(out, want) {
+			t.Errorf("output lacks step %q", strings.TrimSpace(want))
+		}
+	}
+	if !strings.Contains(out, "\n1. Starting a relay and a Blossom server on 127.0.0.1:") {
+		t.Error("step 1 does not say where the stack listens")
+	}
+	if last := lastLine(out); last != PassedLine {
+		t.Errorf("last line %q, want %q", last, PassedLine)
+	}
+	for _, want := range []string{
+		"npub: npub1",
+		"ws://127.0.0.1:",
+		"$ nostr-homectl add npub1",
+		"$ nostr-homectl warm demo",
+		"pam_authenticate...",
+		"the demo typed the password (not shown)",
+		"pam_acct_mgmt...",
+		"pam_open_session...",
+		"is mounted: fuse.nostrfs (/proc/mounts)",
+		"wrote ", "/home/demo/notes.txt (as root): \"hello from the nostr-homed demo",
+		"pam_close_session...",
+		"is no longer mounted",
+		"kind 30081; the relay had none before the login",
+		"       generation 1 from machine",
+		"ciphertext only",
+		"/cache/", // the wiped cache
+		"the same text as written before the cache was wiped",
+		"daemon stopped (SIGTERM, exit status 0)",
+		"dbus-daemon stopped",
+		"removed /etc/pam.d/" + PAMServicePrefix,
+		"nothing is mounted under",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	// The text is shown when written and when read back after the wipe.
+	if n := strings.Count(out, "hello from the nostr-homed demo, written on"); n != 2 {
+		t.Errorf("the file's text appears %d times, want 2 (written, read back)", n)
+	}
+	if strings.Contains(out, "FAILED") {
+		t.Error("output says FAILED")
+	}
+	checkNoSecrets(t, out, s)
+	checkCleanedUp(t, parent, false)
+}
+
 func TestKeep(t *testing.T) {
-	parent := t.TempDir()
-	out, _, err := runDemo(t, Options{TempDir: parent, Keep: true})
+	out, _, parent, err := runDemo(t, Options{Keep: true})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -99,7 +252,7 @@ func TestKeep(t *testing.T) {
 	if len(dirs) != 1 {
 		t.Fatalf("kept directories: %v", dirs)
 	}
-	for _, sub := range []string{"devstack/relay", "devstack/blossom", "machine-a/home/hello.txt", "machine-b/cache"} {
+	for _, sub := range []string{"config.toml", "devstack/relay", "devstack/blossom/blobs", "lib/users.db", "home/demo"} {
 		if _, err := os.Stat(filepath.Join(dirs[0], sub)); err != nil {
 			t.Errorf("kept directory lacks %s: %v", sub, err)
 		}
@@ -107,80 +260,75 @@ func TestKeep(t *testing.T) {
 	if !strings.Contains(out, "kept the demo's files in "+dirs[0]) {
 		t.Error("output does not say where the files were kept")
 	}
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if last := lines[len(lines)-1]; last != PassedLine {
+	if last := lastLine(out); last != PassedLine {
 		t.Errorf("last line %q, want %q", last, PassedLine)
 	}
+	checkCleanedUp(t, parent, true)
 }
 
-func TestFailureNamesTheStep(t *testing.T) {
-	parent := t.TempDir()
-	out, _, err := runDemo(t, Options{TempDir: parent, Timeout: time.Nanosecond})
+// A wrong password fails the login (step 6) and everything is still cleaned up.
+func TestWrongPasswordFailsAndCleansUp(t *testing.T) {
+	out, s, parent, err := runDemo(t, Options{LoginPassword: "not the demo password"})
 	var se *StepError
-	if !errors.As(err, &se) || se.Step != 1 {
-		t.Fatalf("Run with an expired timeout: %v, want a StepError at step 1", err)
+	if !errors.As(err, &se) || se.Step != 6 {
+		t.Fatalf("Run with a wrong password: %v, want a StepError at step 6", err)
 	}
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "demo: FAILED at step 1: ") {
+	if last := lastLine(out); !strings.HasPrefix(last, "demo: FAILED at step 6 (Logging in through PAM with the password): pam_authenticate: ") {
 		t.Errorf("last line %q", last)
+	}
+	if !strings.Contains(out, "(cleaning up after the failure)") || !strings.Contains(out, "the end of the daemon's log:") {
+		t.Error("a failed run does not clean up visibly or show the daemon's log")
 	}
 	if strings.Contains(out, PassedLine) {
 		t.Error("a failed run says it passed")
 	}
-	if left, _ := os.ReadDir(parent); len(left) != 0 {
-		t.Errorf("a failed run left %d entries in its temp parent", len(left))
-	}
+	checkNoSecrets(t, out, s)
+	checkCleanedUp(t, parent, false)
 }
 
-// Machine B with the wrong password gets nowhere: NIP-49 refuses to unlock the key.
-func TestMachineBWrongPassword(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var buf bytes.Buffer
-	r := &run{out: &buf, opts: Options{TempDir: t.TempDir()}, reveal: func(Secrets) {}}
-	defer r.cleanup()
-	for i, step := range []func(context.Context) error{r.startStack, r.createIdentity, r.publishAccount, r.machineA} {
-		if err := step(ctx); err != nil {
-			t.Fatalf("step %d: %v", i+1, err)
+// A failure while the home is mounted and written: the open session is closed, the daemon
+// and the bus stopped, nothing left mounted.
+func TestFailureWithTheHomeMounted(t *testing.T) {
+	out, s, parent, err := runDemo(t, Options{failAfter: 7})
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != 7 {
+		t.Fatalf("Run failing after step 7: %v, want a StepError at step 7", err)
+	}
+	if !strings.HasPrefix(lastLine(out), "demo: FAILED at step 7 (Writing a file in the home): ") {
+		t.Errorf("last line %q", lastLine(out))
+	}
+	for _, want := range []string{"closed the open PAM session", "daemon stopped", "nothing is mounted under"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
 		}
 	}
-	work := t.TempDir()
-	if _, err := machineB(ctx, &buf, work, r.npub, r.password+"x", r.stack.RelayURL()); err == nil || !strings.Contains(err.Error(), "unlocking the key") {
-		t.Fatalf("wrong password: %v", err)
-	}
-	got, err := machineB(ctx, &buf, work, r.npub, r.password, r.stack.RelayURL())
-	if err != nil || got.Text != r.text || got.ManifestID != r.manifestEv.ID {
-		t.Fatalf("right password: %+v, %v", got, err)
-	}
+	checkNoSecrets(t, out, s)
+	checkCleanedUp(t, parent, false)
 }
 
-func TestFileEncryption(t *testing.T) {
-	key, err := fileKey(bytes.Repeat([]byte{7}, 32))
-	if err != nil {
-		t.Fatal(err)
+func TestFailureBeforeTheStack(t *testing.T) {
+	out, _, parent, err := runDemo(t, Options{Timeout: time.Nanosecond})
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != 1 {
+		t.Fatalf("Run with an expired timeout: %v, want a StepError at step 1", err)
 	}
-	pt := []byte("hello from machine A")
-	a, err := encryptFile(key, pt)
-	if err != nil {
-		t.Fatal(err)
+	if last := lastLine(out); !strings.HasPrefix(last, "demo: FAILED at step 1 ") {
+		t.Errorf("last line %q", last)
 	}
-	b, _ := encryptFile(key, pt)
-	if bytes.Equal(a, b) || bytes.Contains(a, pt) {
-		t.Fatal("encryption is deterministic or shows the plaintext")
+	checkCleanedUp(t, parent, false)
+}
+
+func TestMissingParts(t *testing.T) {
+	requireDemo(t)
+	parent := t.TempDir()
+	var buf bytes.Buffer
+	err := Run(context.Background(), &buf, Options{BuildDir: t.TempDir(), TempDir: parent})
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != 1 || !strings.Contains(err.Error(), "make build") {
+		t.Fatalf("Run with an empty build dir: %v", err)
 	}
-	if got, err := decryptFile(key, a); err != nil || !bytes.Equal(got, pt) {
-		t.Fatalf("round trip: %q, %v", got, err)
-	}
-	a[len(a)-1] ^= 1
-	if _, err := decryptFile(key, a); err == nil {
-		t.Fatal("a flipped bit decrypted")
-	}
-	other, _ := fileKey(bytes.Repeat([]byte{8}, 32))
-	if _, err := decryptFile(other, b); err == nil {
-		t.Fatal("another home key decrypted")
-	}
-	if _, err := decryptFile(key, b[:10]); err == nil {
-		t.Fatal("a truncated file decrypted")
+	if left, _ := os.ReadDir(parent); len(left) != 0 {
+		t.Errorf("left %d entries", len(left))
 	}
 }
 
@@ -192,6 +340,20 @@ func TestShorten(t *testing.T) {
 	} {
 		if got := shorten(in); got != want {
 			t.Errorf("shorten(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{
+		`/home/demo`:         "/home/demo",
+		`/tmp/a\040b`:        "/tmp/a b",
+		`/tmp/tab\011x\134y`: "/tmp/tab\tx\\y",
+		`/tmp/not\08`:        `/tmp/not\08`,
+		`/tmp/end\04`:        `/tmp/end\04`,
+	} {
+		if got := unescapeMount(in); got != want {
+			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

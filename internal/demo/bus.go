@@ -1,0 +1,164 @@
+package demo
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// busConfig is a system-bus-like configuration: system.conf's default policy (deny owning
+// names and method calls unless allowed) and an includedir with the project's policy. It is
+// internal/dbustest's, which needs a testing.TB and so cannot be used here.
+const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=%s</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+  </policy>
+  <includedir>%s</includedir>
+</busconfig>
+`
+
+// bus is a private dbus-daemon.
+type bus struct {
+	Address string
+	proc    *child
+}
+
+// startBus runs dbus-daemon in dir (which must exist) with the policy file, and waits until
+// it has printed its address.
+func startBus(dir, policy string) (*bus, error) {
+	if _, err := exec.LookPath("dbus-daemon"); err != nil {
+		return nil, fmt.Errorf("dbus-daemon not found (Debian package dbus): %w", err)
+	}
+	policyDir := filepath.Join(dir, "system.d")
+	if err := os.Mkdir(policyDir, 0o755); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(policy)
+	if err != nil {
+		return nil, fmt.Errorf("the bus policy: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(policyDir, filepath.Base(policy)), b, 0o644); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, "bus")
+	conf := filepath.Join(dir, "bus.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, busConfig, sock, policyDir), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--print-address=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	p, err := startChild(cmd, syscall.SIGTERM)
+	if err != nil {
+		return nil, fmt.Errorf("starting dbus-daemon: %w", err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		ready <- strings.TrimSpace(line)
+	}()
+	select {
+	case addr := <-ready:
+		if addr == "" {
+			p.stop(syscall.SIGKILL, time.Second)
+			return nil, fmt.Errorf("dbus-daemon printed no address: %s", strings.TrimSpace(stderr.String()))
+		}
+	case <-time.After(10 * time.Second):
+		p.stop(syscall.SIGKILL, time.Second)
+		return nil, fmt.Errorf("dbus-daemon did not start within 10s: %s", strings.TrimSpace(stderr.String()))
+	}
+	return &bus{Address: "unix:path=" + sock, proc: p}, nil
+}
+
+// child is a process the demo started and waits for.
+type child struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error // Wait's, valid once exited is closed
+}
+
+// startChild starts cmd in a process group of its own, with deathSig as its parent-death
+// signal so that it does not outlive the demo even if the demo is killed.
+//
+// The parent-death signal fires when the thread that forked the child exits, and Go ends a
+// thread when a goroutine locked to it returns without unlocking: so the child is started and
+// waited for on one goroutine locked to its thread (as the daemon's supervisor does).
+func startChild(cmd *exec.Cmd, deathSig syscall.Signal) (*child, error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = deathSig
+	// Its own process group: a Ctrl-C at the terminal reaches the demo alone, which then
+	// stops its children in order (the daemon before the bus and the relay it needs).
+	cmd.SysProcAttr.Setpgid = true
+	c := &child{cmd: cmd, exited: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		c.err = cmd.Wait()
+		close(c.exited)
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// running reports whether the child has not exited yet.
+func (c *child) running() bool {
+	select {
+	case <-c.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends sig and waits up to grace for the child to exit, then kills it. It returns
+// Wait's error, or an error saying it had to be killed.
+func (c *child) stop(sig syscall.Signal, grace time.Duration) error {
+	if !c.running() {
+		return c.err
+	}
+	c.cmd.Process.Signal(sig)
+	select {
+	case <-c.exited:
+		return c.err
+	case <-time.After(grace):
+		c.cmd.Process.Kill()
+		<-c.exited
+		return fmt.Errorf("%s did not exit within %s of %v: killed", filepath.Base(c.cmd.Path), grace, sig)
+	}
+}
