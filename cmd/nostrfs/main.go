@@ -47,6 +47,9 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nostrfs: %v\n", err)
 		return 1
 	}
+	// Our stderr is a pipe to the daemon that started us: if it dies, a log line must not
+	// kill us with SIGPIPE before we have unmounted and drained (the write fails instead).
+	signal.Ignore(syscall.SIGPIPE)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	logger := log.New(stderr, "", 0)

@@ -192,7 +192,22 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return err
 	}
-	store, err := cas.Open(filepath.Join(dir, "cas"), cas.Options{Quota: int64(cfg.Cache.Quota), Logf: logf})
+	// A previous nostrfs of this user may still be draining (its session ended, or its
+	// daemon died and a new one started this session): its cache is locked until it exits,
+	// which its drain bound guarantees. Wait for it within the mount bound.
+	var store *cas.Store
+	waitUntil := time.Now().Add(cfg.Session.MountTimeout.Duration)
+	for waited := false; ; waited = true {
+		store, err = cas.Open(filepath.Join(dir, "cas"), cas.Options{Quota: int64(cfg.Cache.Quota), Logf: logf})
+		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(waitUntil) {
+			break
+		}
+		if !waited {
+			logf("nostrfs: the cache of %s is held by another nostrfs (still draining?); waiting", o.User)
+			notify("STATUS=waiting for the previous nostrfs of " + o.User + " to let go of the cache")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		return err
 	}
