@@ -28,7 +28,7 @@ func UnitName(user string) string { return "nostrfs@" + unit.UnitNameEscape(user
 
 // Mount implements Mounter.
 func (s *Systemd) Mount(ctx context.Context, req MountRequest) (Mount, error) {
-	conn, err := sddbus.NewSystemConnectionContext(ctx)
+	conn, err := connectSystemd(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to systemd: %w", err)
 	}
@@ -54,6 +54,34 @@ func (s *Systemd) Mount(ctx context.Context, req MountRequest) (Mount, error) {
 		cancel()
 		conn.Close()
 		return nil, fmt.Errorf("%s: %w (%v)", name, ErrNotReady, ctx.Err())
+	}
+}
+
+// connectSystemd connects to systemd through the system bus (DBUS_SYSTEM_BUS_ADDRESS if
+// set), giving up when ctx ends. The connection itself outlives ctx: go-systemd's
+// NewSystemConnectionContext(ctx) dials with dbus.WithContext(ctx), and godbus closes such a
+// connection as soon as ctx ends; Mount's ctx is only the readiness bound, and the
+// connection is what stops the unit later.
+func connectSystemd(ctx context.Context) (*sddbus.Conn, error) {
+	type result struct {
+		conn *sddbus.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		conn, err := sddbus.NewSystemConnectionContext(context.Background())
+		ch <- result{conn, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.conn, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.conn != nil {
+				r.conn.Close()
+			}
+		}()
+		return nil, fmt.Errorf("%w (%v)", ErrNotReady, ctx.Err())
 	}
 }
 
