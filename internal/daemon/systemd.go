@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"syscall"
@@ -9,6 +10,7 @@ import (
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/coreos/go-systemd/v22/unit"
+	"golang.org/x/sys/unix"
 )
 
 // Systemd is the Mounter for machines where systemd is PID 1: it starts nostrfs@USER.service
@@ -41,7 +43,7 @@ func (s *Systemd) Mount(ctx context.Context, req MountRequest) (Mount, error) {
 	select {
 	case res := <-ch:
 		if res == "done" {
-			return &unitMount{conn: conn, name: name}, nil
+			return &unitMount{conn: conn, name: name, mountPoint: req.MountPoint}, nil
 		}
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		msg := describeUnit(dctx, conn, name)
@@ -102,14 +104,20 @@ func describeUnit(ctx context.Context, conn *sddbus.Conn, name string) string {
 
 // unitMount is a started nostrfs@USER.service.
 type unitMount struct {
-	conn *sddbus.Conn
-	name string
+	conn       *sddbus.Conn
+	name       string
+	mountPoint string
 
 	mu    sync.Mutex
 	state string
 }
 
-// Stop implements Mount: stop the unit (systemd sends SIGTERM); when ctx ends, SIGKILL.
+// killWait bounds the wait for the unit's processes to be gone after SIGKILL.
+const killWait = 5 * time.Second
+
+// Stop implements Mount: stop the unit (systemd sends SIGTERM) and wait for the stop job;
+// when ctx ends first, SIGKILL to every process of the unit, wait (bounded) until they are
+// gone, and detach what nostrfs left mounted, as the builtin supervisor does.
 func (m *unitMount) Stop(ctx context.Context) error {
 	defer m.conn.Close()
 	m.setState("stopping")
@@ -125,11 +133,25 @@ func (m *unitMount) Stop(ctx context.Context) error {
 		}
 		return nil
 	case <-ctx.Done():
-		kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		kctx, cancel := context.WithTimeout(context.Background(), killWait)
 		defer cancel()
-		m.conn.KillUnitWithTarget(kctx, m.name, sddbus.All, int32(syscall.SIGKILL))
+		err := fmt.Errorf("%s did not stop within the flush bound: killed (unflushed writes stay in its queue)", m.name)
+		if kerr := m.conn.KillUnitWithTarget(kctx, m.name, sddbus.All, int32(syscall.SIGKILL)); kerr != nil {
+			err = errors.Join(err, fmt.Errorf("SIGKILL to %s: %w", m.name, kerr))
+		}
+		// The stop job ends once the unit's last process is gone.
+		select {
+		case <-ch:
+		case <-kctx.Done():
+			err = errors.Join(err, fmt.Errorf("%s still not stopped %s after SIGKILL", m.name, killWait))
+		}
+		if m.mountPoint != "" && isMountPoint(m.mountPoint) {
+			if uerr := unix.Unmount(m.mountPoint, unix.MNT_DETACH); uerr != nil {
+				err = errors.Join(err, fmt.Errorf("detaching %s: %w", m.mountPoint, uerr))
+			}
+		}
 		m.setState("stopped")
-		return fmt.Errorf("%s did not stop within the flush bound: killed", m.name)
+		return err
 	}
 }
 
