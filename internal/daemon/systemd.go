@@ -37,6 +37,9 @@ func (s *Systemd) Mount(ctx context.Context, req MountRequest) (Mount, error) {
 	name := UnitName(req.User)
 	ch := make(chan string, 1)
 	if _, err := conn.StartUnitContext(ctx, name, "replace", ch); err != nil {
+		if ctx.Err() != nil { // the bound ended during the call: the job may be queued all the same
+			return nil, abandon(ctx, conn, name, req)
+		}
 		conn.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -51,13 +54,28 @@ func (s *Systemd) Mount(ctx context.Context, req MountRequest) (Mount, error) {
 		conn.Close()
 		return nil, fmt.Errorf("%s: start job %s (%s); see journalctl -u %s", name, res, msg, name)
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		conn.StopUnitContext(sctx, name, "replace", nil)
-		cancel()
-		conn.Close()
-		return nil, fmt.Errorf("%s: %w (%v)", name, ErrNotReady, ctx.Err())
+		return nil, abandon(ctx, conn, name, req)
 	}
 }
+
+// abandon stops unit name, whose start did not finish within ctx, and waits until it is
+// gone (the stop job replaces the start job), as the builtin supervisor waits for its
+// child: nostrfs must not go on to mount the home of a session that has failed and whose
+// secrets are wiped. It closes conn and returns Mount's error, which wraps ErrNotReady.
+func abandon(ctx context.Context, conn *sddbus.Conn, name string, req MountRequest) error {
+	m := &unitMount{conn: conn, name: name, mountPoint: req.MountPoint}
+	sctx, cancel := context.WithTimeout(context.Background(), abandonStop)
+	serr := m.Stop(sctx)
+	cancel()
+	err := fmt.Errorf("%s: %w (%v)", name, ErrNotReady, ctx.Err())
+	if serr != nil {
+		err = fmt.Errorf("%w; %v", err, serr)
+	}
+	return err
+}
+
+// abandonStop bounds the stop of a unit whose start Mount abandoned; then it is killed.
+const abandonStop = 10 * time.Second
 
 // connectSystemd connects to systemd through the system bus (DBUS_SYSTEM_BUS_ADDRESS if
 // set), giving up when ctx ends. The connection itself outlives ctx: go-systemd's
