@@ -17,9 +17,11 @@ import (
 // through systemd's D-Bus API (go-systemd) and waits for the start job. The unit is to be
 // Type=notify, so systemd completes the job when nostrfs sends READY=1 on systemd's own
 // NOTIFY_SOCKET: the same protocol the builtin Supervisor speaks. The unit's ExecStart names
-// the mount point and configuration (the units are not part of this package).
+// the user and the configuration; nostrfs mounts on the user's home from the user database
+// (the units are not part of this package).
 //
-// Not tested here: systemd is not PID 1 on the project's test machines.
+// systemd is not PID 1 on the project's test machines: systemd_test.go tests this against a
+// fake systemd manager on a private bus that runs the unit's ExecStart.
 type Systemd struct{}
 
 // Name implements Mounter.
