@@ -114,7 +114,16 @@ func describeUnit(ctx context.Context, conn *sddbus.Conn, name string) string {
 	}
 	s := fmt.Sprintf("%v/%v", p["ActiveState"], p["SubState"])
 	if sp, err := conn.GetUnitTypePropertiesContext(ctx, name, "Service"); err == nil {
-		s += fmt.Sprintf(", result %v, exit status %v", sp["Result"], sp["ExecMainStatus"])
+		s += fmt.Sprintf(", result %v, ", sp["Result"])
+		// ExecMainStatus is the exit status, or the signal if ExecMainCode is CLD_KILLED or
+		// CLD_DUMPED.
+		code, _ := sp["ExecMainCode"].(int32)
+		status, _ := sp["ExecMainStatus"].(int32)
+		if code == 2 || code == 3 {
+			s += "killed by " + unix.SignalName(syscall.Signal(status))
+		} else {
+			s += fmt.Sprintf("exit status %d", status)
+		}
 		if t, ok := sp["StatusText"].(string); ok && t != "" {
 			s += ": " + t
 		}

@@ -1262,6 +1262,24 @@ func TestSystemdStartTimeout(t *testing.T) {
 	}
 }
 
+// TestSystemdStartTimeoutKilled: systemd's start bound passes and nostrfs ignores SIGTERM
+// too: systemd kills it after its stop bound, and Mount's error says it was killed by
+// SIGKILL rather than giving the signal number as an exit status.
+func TestSystemdStartTimeoutKilled(t *testing.T) {
+	e := newMounterEnv(t, fakeSystemdOpts{StartBound: 300 * time.Millisecond, StopBound: 300 * time.Millisecond})
+	m, err := e.mount("stubborn-hang-bob", 10*time.Second)
+	if err == nil {
+		m.Stop(context.Background())
+		t.Fatal("Mount succeeded")
+	}
+	if want := "start job failed (failed/failed, result timeout, killed by SIGKILL)"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("Mount: %v (want %q)", err, want)
+	}
+	if st := e.fake.state(`nostrfs@stubborn\x2dhang\x2dbob.service`); pidAlive(st.ExecMainPID) || !slices.Equal(st.Jobs, []string{"start failed"}) {
+		t.Fatalf("pid %d alive %v, jobs %q", st.ExecMainPID, pidAlive(st.ExecMainPID), st.Jobs)
+	}
+}
+
 // TestSystemdStopKills: a nostrfs that ignores SIGTERM is killed (KillUnit SIGKILL) when
 // Stop's context ends; Stop returns once it is gone, says so, and detaches what it left
 // mounted on the home (a tmpfs stands in for the dead FUSE mount).

@@ -10,9 +10,10 @@
 //	STATUS=fake-nostrfs-unit serving USER (config FILE)
 //	READY=1
 //
-// and on SIGTERM sends STOPPING=1 and exits 0. As with fake-nostrfs, some user names change
-// that: "hang-*" never sends READY=1; "stubborn-*" ignores SIGTERM; "crash-*" exits 4 before
-// it is ready, with a message on stderr.
+// and on SIGTERM sends STOPPING=1 and exits 0. As with fake-nostrfs, some words in the user
+// name (words separated by "-") change that: "hang" never sends READY=1; "stubborn" ignores
+// SIGTERM; "crash" exits 4 before it is ready, with a message on stderr. They combine:
+// "stubborn-hang-bob" neither gets ready nor stops on SIGTERM.
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -40,17 +42,18 @@ func main() {
 		fmt.Fprintf(os.Stderr, "fake-nostrfs-unit: configuration %s: %v\n", *config, err)
 		os.Exit(2)
 	}
+	words := strings.Split(*user, "-")
 	term := make(chan os.Signal, 1)
-	if strings.HasPrefix(*user, "stubborn-") {
+	if slices.Contains(words, "stubborn") {
 		signal.Ignore(syscall.SIGTERM)
 	} else {
 		signal.Notify(term, syscall.SIGTERM)
 	}
-	if strings.HasPrefix(*user, "crash-") {
+	if slices.Contains(words, "crash") {
 		fmt.Fprintln(os.Stderr, "fake-nostrfs-unit: crashing on purpose before READY=1")
 		os.Exit(4)
 	}
-	if !strings.HasPrefix(*user, "hang-") {
+	if !slices.Contains(words, "hang") {
 		notify(sock, fmt.Sprintf("STATUS=fake-nostrfs-unit serving %s (config %s)\nREADY=1", *user, *config))
 	}
 	<-term
