@@ -115,6 +115,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	bus := dbustest.Start(t, o.policies...)
 	e := &env{t: t, bus: bus, stack: st, base: base, logs: &syncbuf.Buffer{},
 		rt: filepath.Join(base, "run"), home: filepath.Join(base, "home")}
+	t.Cleanup(func() { detachMounts(t, base) }) // runs after the daemon has stopped
 	must(t, os.WriteFile(filepath.Join(base, "passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"), 0o644))
 	must(t, os.WriteFile(filepath.Join(base, "group"), []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644))
 	must(t, os.Mkdir(e.home, 0o755))
@@ -380,4 +381,18 @@ func homedName(err error) string {
 		return he.Name
 	}
 	return ""
+}
+
+// detachMounts lazily unmounts everything mounted under dir, and fails the test if there was
+// anything: the daemon should have unmounted it.
+func detachMounts(t *testing.T, dir string) {
+	b, _ := os.ReadFile("/proc/mounts")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 2 && strings.HasPrefix(f[1], dir+"/") {
+			t.Errorf("%s (%s) was left mounted; detaching it", f[1], f[2])
+			if out, err := exec.Command("umount", "-l", f[1]).CombinedOutput(); err != nil {
+				t.Errorf("umount -l %s: %v %s", f[1], err, out)
+			}
+		}
+	}
 }

@@ -166,6 +166,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 		}
 	}
 	e := &env{t: t, dir: t.TempDir(), logs: &syncbuf.Buffer{}}
+	// Registered first, so it runs last: nothing may stay mounted under the test's
+	// directory, even after a failure (a dead nostrfs leaves its FUSE mount behind).
+	t.Cleanup(func() { detachMounts(t, e.dir) })
 	e.stack = devstacktest.Start(t)
 	e.bus = dbustest.Start(t)
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", e.bus.Address) // the in-process module reads it
@@ -568,4 +571,18 @@ func fsType(dir string) string {
 		}
 	}
 	return ""
+}
+
+// detachMounts lazily unmounts everything mounted under dir, and fails the test if there was
+// anything: the code under test should have unmounted it.
+func detachMounts(t *testing.T, dir string) {
+	b, _ := os.ReadFile("/proc/mounts")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 2 && strings.HasPrefix(f[1], dir+"/") {
+			t.Errorf("%s (%s) was left mounted; detaching it", f[1], f[2])
+			if out, err := exec.Command("umount", "-l", f[1]).CombinedOutput(); err != nil {
+				t.Errorf("umount -l %s: %v %s", f[1], err, out)
+			}
+		}
+	}
 }
