@@ -59,6 +59,10 @@
 // working copy itself, about ten times faster) unless a page-cache handle of it is open
 // (the kernel refuses to mix the two modes on one inode); otherwise by READ and WRITE.
 //
+// A remote file's chunks are decrypted into a small in-memory LRU (eight 1 MiB chunks,
+// plaintext in memory only), so the eight 128 KiB READs of a chunk cost one decryption, and a
+// read prefetches the next two chunks in the background (plain.go).
+//
 // # Locking
 //
 // Locks, in the order they are taken (never the other way round):

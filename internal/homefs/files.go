@@ -232,7 +232,7 @@ func (h *chunkHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 	// SIGURG; the fetch may serve other readers too.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
 	defer cancel()
-	n, err := f.opts.Keys.ReadAt(rctx, f.fetch, h.content, dest, off)
+	n, err := f.readContent(rctx, h.content, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		f.opts.Logf("homefs: read inode %d at %d: %v", h.n.ino, off, err)
 		return nil, syscall.EIO

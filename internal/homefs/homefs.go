@@ -118,6 +118,9 @@ type FS struct {
 
 	pub *publisher
 
+	plainC      *plainCache   // decrypted chunks of remote files (plain.go)
+	prefetchSem chan struct{} // bounds background prefetches
+
 	smu    sync.Mutex // guards server
 	server *fuse.Server
 }
@@ -164,7 +167,7 @@ func New(ctx context.Context, opts Options) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &FS{opts: opts, st: st, open: map[int64]*node{}}
+	f := &FS{opts: opts, st: st, open: map[int64]*node{}, plainC: newPlainCache(), prefetchSem: make(chan struct{}, maxPrefetches)}
 	f.fetch = &fetcher{cache: opts.Cache, up: opts.Fetch, store: opts.Store, logf: opts.Logf, timeout: opts.FetchTimeout, inflight: map[string]*call{}}
 	f.root = &node{fsys: f, ino: rootIno}
 	f.pub = newPublisher(f)
