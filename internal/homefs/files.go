@@ -430,8 +430,8 @@ func (f *FS) seal(ino int64, final bool) error {
 		// before it marks the row dirty, so it cannot slip between this check and the
 		// commit and have its writes taken for sealed.
 		_, open := f.open[ino]
-		if _, err := tx.Exec(`UPDATE nodes SET content = ?, size = ?, mtime = ?, dirty = CASE WHEN ? THEN 0 ELSE dirty END WHERE ino = ?`,
-			js, c.Size, st.ModTime().UnixNano(), final && !open, ino); err != nil {
+		if _, err := tx.Exec(`UPDATE nodes SET content = ?, size = ?, stored = ?, mtime = ?, dirty = CASE WHEN ? THEN 0 ELSE dirty END WHERE ino = ?`,
+			js, c.Size, storedBytes(&c), st.ModTime().UnixNano(), final && !open, ino); err != nil {
 			return err
 		}
 		return markDirty(tx, parent)

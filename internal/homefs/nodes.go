@@ -133,18 +133,7 @@ func (f *FS) fill(r *row, out *fuse.Attr) {
 			}
 		}
 		out.Size = uint64(r.size)
-		var stored int64
-		if r.content != nil {
-			if len(r.content.Chunks) == 0 {
-				stored = r.content.Size
-			}
-			for _, c := range r.content.Chunks {
-				if !c.IsHole() {
-					stored += c.Size
-				}
-			}
-		}
-		out.Blocks = uint64((stored + 511) / 512)
+		out.Blocks = uint64((r.stored + 511) / 512)
 	}
 }
 
@@ -158,7 +147,9 @@ func (f *FS) get(ino int64) (*row, error) {
 // loadDir makes the children of directory ino rows, fetching its listing if need be. The
 // fetch runs without mu; the first result stored wins (the listing is immutable).
 func (f *FS) loadDir(ctx context.Context, ino int64) (*row, error) {
-	r, err := f.get(ino)
+	f.mu.Lock()
+	r, err := f.st.attr(ino)
+	f.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +158,9 @@ func (f *FS) loadDir(ctx context.Context, ino int64) (*row, error) {
 	}
 	if r.loaded {
 		return r, nil
+	}
+	if r, err = f.get(ino); err != nil {
+		return nil, err
 	}
 	if r.content == nil {
 		return nil, fmt.Errorf("directory without a listing")
@@ -212,7 +206,7 @@ func (f *FS) loadDir(ctx context.Context, ino int64) (*row, error) {
 	if err != nil {
 		return nil, err
 	}
-	return f.st.get(ino)
+	return f.st.attr(ino)
 }
 
 // newChild makes the go-fuse inode for row r.
@@ -230,7 +224,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if _, err := f.loadDir(ctx, n.ino); err != nil {
 		return nil, f.errno("lookup", n.ino, err)
 	}
-	r, err := f.lookupRow(n.ino, name)
+	f.mu.Lock()
+	r, err := f.st.lookupAttr(n.ino, name)
+	f.mu.Unlock()
 	if err != nil {
 		return nil, f.errno("lookup", n.ino, err)
 	}
@@ -251,7 +247,7 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 		return nil, f.errno("readdir", n.ino, err)
 	}
 	f.mu.Lock()
-	rows, err := f.st.children(n.ino)
+	rows, err := f.st.names(n.ino)
 	f.mu.Unlock()
 	if err != nil {
 		return nil, f.errno("readdir", n.ino, err)
@@ -265,7 +261,9 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 
 // Getattr implements fs.NodeGetattrer.
 func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	r, err := n.fsys.get(n.ino)
+	n.fsys.mu.Lock()
+	r, err := n.fsys.st.attr(n.ino)
+	n.fsys.mu.Unlock()
 	if err != nil {
 		return n.fsys.errno("getattr", n.ino, err)
 	}

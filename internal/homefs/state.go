@@ -20,7 +20,7 @@ import (
 )
 
 // stateVersion is the schema version of state.db (PRAGMA user_version).
-const stateVersion = 1
+const stateVersion = 2
 
 // The local view of the home. One row per name the mount knows: the root (ino 1), every entry
 // of every directory listing loaded so far, and everything created here. See the package doc.
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS nodes(
 	loaded       INTEGER NOT NULL DEFAULT 0,
 	dirty        INTEGER NOT NULL DEFAULT 0,
 	local        INTEGER NOT NULL DEFAULT 0,
+	stored       INTEGER NOT NULL DEFAULT 0,
 	UNIQUE(parent, name)
 );
 `
@@ -64,12 +65,45 @@ type row struct {
 	content     *tree.Content
 	target      string
 	xattrs      []tree.Xattr
-	loaded      bool // directories: the children are rows
-	dirty       bool // directories: the listing must be written again; files: the working copy may be newer than content
-	local       bool // files: DIR/data/INO holds the whole plaintext (the working copy)
+	loaded      bool  // directories: the children are rows
+	dirty       bool  // directories: the listing must be written again; files: the working copy may be newer than content
+	local       bool  // files: DIR/data/INO holds the whole plaintext (the working copy)
+	stored      int64 // files: bytes of content stored (holes cost nothing), for st_blocks
 }
 
-const rowCols = `ino, parent, name, type, mode, mtime, size, content, target, xattrs, loaded, dirty, local`
+const rowCols = `ino, parent, name, type, mode, mtime, size, content, target, xattrs, loaded, dirty, local, stored`
+
+// attrCols are what getattr and lookup need: no JSON to decode (content, xattrs).
+const attrCols = `ino, parent, name, type, mode, mtime, size, target, loaded, dirty, local, stored`
+
+func scanAttr(s scanner) (*row, error) {
+	var r row
+	var name []byte
+	var target sql.NullString
+	if err := s.Scan(&r.ino, &r.parent, &name, &r.typ, &r.mode, &r.mtime, &r.size, &target,
+		&r.loaded, &r.dirty, &r.local, &r.stored); err != nil {
+		return nil, err
+	}
+	r.name, r.target = string(name), target.String
+	return &r, nil
+}
+
+// storedBytes is what content c stores: inline bytes, or its chunks but holes.
+func storedBytes(c *tree.Content) int64 {
+	if c == nil {
+		return 0
+	}
+	if len(c.Chunks) == 0 {
+		return c.Size
+	}
+	var n int64
+	for _, ch := range c.Chunks {
+		if !ch.IsHole() {
+			n += ch.Size
+		}
+	}
+	return n
+}
 
 type scanner interface{ Scan(...any) error }
 
@@ -78,7 +112,7 @@ func scanRow(s scanner) (*row, error) {
 	var name []byte
 	var content, target, xattrs sql.NullString
 	if err := s.Scan(&r.ino, &r.parent, &name, &r.typ, &r.mode, &r.mtime, &r.size, &content, &target, &xattrs,
-		&r.loaded, &r.dirty, &r.local); err != nil {
+		&r.loaded, &r.dirty, &r.local, &r.stored); err != nil {
 		return nil, err
 	}
 	r.name = string(name)
@@ -119,6 +153,8 @@ type state struct {
 	cur *sql.Tx
 	// lastReserve is when the reserve file was last (re)created or tried.
 	lastReserve time.Time
+	// Prepared once: the queries of every LOOKUP and GETATTR.
+	stAttr, stLookupAttr, stChildren *sql.Stmt
 }
 
 // reserveSize is the ballast kept in StateDir/reserve: when the disk is full, a change of
@@ -197,6 +233,19 @@ func openState(dir string) (*state, error) {
 		return nil, err
 	}
 	os.Chmod(filepath.Join(dir, "state.db"), 0o600)
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{
+		{&s.stAttr, `SELECT ` + attrCols + ` FROM nodes WHERE ino = ?`},
+		{&s.stLookupAttr, `SELECT ` + attrCols + ` FROM nodes WHERE parent = ? AND name = ?`},
+		{&s.stChildren, `SELECT ino, name, type FROM nodes WHERE parent = ? ORDER BY name`},
+	} {
+		if *p.st, err = db.Prepare(p.q); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("homefs: state: %w", err)
+		}
+	}
 	s.makeReserve()
 	return s, nil
 }
@@ -208,6 +257,12 @@ func (s *state) migrate() error {
 	}
 	if v > stateVersion {
 		return fmt.Errorf("homefs: state.db has schema version %d, this nostrfs knows %d: refusing to touch it", v, stateVersion)
+	}
+	if v == 1 {
+		// Version 2 added nodes.stored (st_blocks without decoding content).
+		if _, err := s.db.Exec(`ALTER TABLE nodes ADD COLUMN stored INTEGER NOT NULL DEFAULT 0`); err != nil {
+			return fmt.Errorf("homefs: state: migrating to version 2: %w", err)
+		}
 	}
 	if _, err := s.db.Exec(stateSchema); err != nil {
 		return fmt.Errorf("homefs: state: %w", err)
@@ -250,6 +305,59 @@ func (s *state) get(ino int64) (*row, error) {
 		return nil, syscall.ENOENT
 	}
 	return r, err
+}
+
+// stmt is st, joined to the transaction under way if there is one.
+func (s *state) stmt(st *sql.Stmt) *sql.Stmt {
+	if s.cur != nil {
+		return s.cur.Stmt(st)
+	}
+	return st
+}
+
+// attr is get without content and xattrs (see attrCols).
+func (s *state) attr(ino int64) (*row, error) {
+	r, err := scanAttr(s.stmt(s.stAttr).QueryRow(ino))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, syscall.ENOENT
+	}
+	return r, err
+}
+
+// lookupAttr is lookup without content and xattrs.
+func (s *state) lookupAttr(parent int64, name string) (*row, error) {
+	r, err := scanAttr(s.stmt(s.stLookupAttr).QueryRow(parent, []byte(name)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, syscall.ENOENT
+	}
+	return r, err
+}
+
+// dirEntry is a child as readdir lists it.
+type dirEntry struct {
+	ino  int64
+	name string
+	typ  int
+}
+
+// names lists a loaded directory's children, sorted by name.
+func (s *state) names(parent int64) ([]dirEntry, error) {
+	rows, err := s.stmt(s.stChildren).Query(parent)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []dirEntry
+	for rows.Next() {
+		var d dirEntry
+		var name []byte
+		if err := rows.Scan(&d.ino, &name, &d.typ); err != nil {
+			return nil, err
+		}
+		d.name = string(name)
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 func (s *state) lookup(parent int64, name string) (*row, error) {
@@ -299,9 +407,9 @@ func insert(x execer, r *row) (int64, error) {
 	if r.typ == typeSymlink {
 		target = r.target
 	}
-	res, err := x.Exec(`INSERT INTO nodes(parent, name, type, mode, mtime, size, content, target, xattrs, loaded, dirty, local)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.parent, []byte(r.name), r.typ, r.mode, r.mtime, r.size, content, target, xattrs, r.loaded, r.dirty, r.local)
+	res, err := x.Exec(`INSERT INTO nodes(parent, name, type, mode, mtime, size, content, target, xattrs, loaded, dirty, local, stored)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.parent, []byte(r.name), r.typ, r.mode, r.mtime, r.size, content, target, xattrs, r.loaded, r.dirty, r.local, storedBytes(r.content))
 	if err != nil {
 		return 0, err
 	}
