@@ -52,7 +52,8 @@ var Benchmarks = []Bench{
 		NeedsRoot: true,
 		About: "File system workloads on nostrfs's file system against a native directory (the baseline, on the " +
 			"same disk), with go-fuse's example loopback file system (v2.12.1, build/go-fuse-loopback, mounted " +
-			"over a native directory) as a FUSE peer measured in the same run. nostrfs here is the bench helper " +
+			"over a native directory; as root it serves reads and writes by FUSE passthrough too) as a FUSE peer " +
+			"measured in the same run. nostrfs here is the bench helper " +
 			"build/nostr-homed-bench-homefs: package homefs, the same file system code nostrfs runs, with the " +
 			"homefs.Options nostrfs sets, in a process of its own, but with the user's key in-process (nostrfs " +
 			"asks the daemon's session signer on D-Bus) over the dev stack (relay and Blossom server) running in " +

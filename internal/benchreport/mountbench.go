@@ -205,7 +205,7 @@ func mountBench(e *Env) (figs []Figure, err error) {
 			}
 			res.add("rand", t.key, float64(n)/d.Seconds())
 		}
-		e.Logf("round %d: warm read MB/s %v, random reads/s %v", r, lastOf(res, "seq-warm"), lastOf(res, "rand"))
+		e.Logf("round %d: warm read MB/s %v, random reads/s %v", r, lastOf(res, "seq-warm", r), lastOf(res, "rand", r))
 	}
 
 	// 2. Cold: native and loopback after drop_caches; nostrfs a fresh mount with an empty
@@ -253,7 +253,7 @@ func mountBench(e *Env) (figs []Figure, err error) {
 				os.RemoveAll(filepath.Join(e.Tmp, fmt.Sprintf("nfs-cold-%d", r)))
 			}
 		}
-		e.Logf("round %d: cold read MB/s %v", r, lastOf(res, "seq-cold"))
+		e.Logf("round %d: cold read MB/s %v", r, lastOf(res, "seq-cold", r))
 	}
 
 	// 3. The tree: untar, warm ls -lR, read every file, rm -rf; create+fsync. On a new mount
@@ -329,7 +329,7 @@ func mountBench(e *Env) (figs []Figure, err error) {
 			}
 		}
 		e.Logf("round %d: untar %v, ls -lR %v, read-all %v, rm -rf %v, create+fsync %v (per s)", r,
-			lastOf(res, "untar"), lastOf(res, "ls"), lastOf(res, "readall"), lastOf(res, "rm"), lastOf(res, "create"))
+			lastOf(res, "untar", r), lastOf(res, "ls", r), lastOf(res, "readall", r), lastOf(res, "rm", r), lastOf(res, "create", r))
 	}
 	if err := nfs.stop(); err != nil {
 		return nil, err
@@ -400,11 +400,12 @@ func mountBench(e *Env) (figs []Figure, err error) {
 	return figs, nil
 }
 
-func lastOf(r rates, w string) map[string]string {
+// lastOf is round's value of workload w for each target that took part in it (for the log).
+func lastOf(r rates, w string, round int) map[string]string {
 	out := map[string]string{}
 	for t, vs := range r[w] {
-		if len(vs) > 0 {
-			out[t] = fmtNum(vs[len(vs)-1])
+		if len(vs) == round+1 {
+			out[t] = fmtNum(vs[round])
 		}
 	}
 	return out
