@@ -375,7 +375,7 @@ func mountBench(e *Env) (figs []Figure, err error) {
 		if w.target > 0 {
 			tgt = &Target{Of: "ratio", Op: ">=", Limit: w.target, Source: issueNostrfs}
 		}
-		note := fmt.Sprintf("%s. Medians of the rounds: nostrfs %s, native %s, loopback %s %s", w.what,
+		note := fmt.Sprintf("%s. Each round (the figures are their medians): nostrfs %s, native %s, loopback %s %s", w.what,
 			res.spread(w.key, "nostrfs"), res.spread(w.key, "native"), res.spread(w.key, "loopback"), w.unit)
 		if w.peer != "" {
 			note += "; " + w.peer
