@@ -47,6 +47,52 @@ var Benchmarks = []Bench{
 			"Median of 7 interleaved rounds, a distinct blob each round.",
 		Run: blossomBench,
 	},
+	{
+		Name:      "mount",
+		NeedsRoot: true,
+		About: "File system workloads on nostrfs's file system against a native directory (the baseline, on the " +
+			"same disk), with go-fuse's example loopback file system (v2.12.1, build/go-fuse-loopback, mounted " +
+			"over a native directory; as root it serves reads and writes by FUSE passthrough too) as a FUSE peer " +
+			"measured in the same run. nostrfs here is the bench helper " +
+			"build/nostr-homed-bench-homefs: package homefs, the same file system code nostrfs runs, with the " +
+			"homefs.Options nostrfs sets, in a process of its own, but with the user's key in-process (nostrfs " +
+			"asks the daemon's session signer on D-Bus) over the dev stack (relay and Blossom server) running in " +
+			"the harness. Every figure is a rate, so the ratio is the fraction of native (medians over rounds that " +
+			"interleave the targets in a rotating order; nostrfs takes part in the first BENCH_SLOW_ROUNDS of the " +
+			"cold-read and tree rounds only, which cost minutes on it). After writing, each target settles " +
+			"before anything is measured: nostrfs drains (seals, uploads, publishes), then sync. The harness does " +
+			"the I/O itself (or runs tar, ls, rm). Sizes: BENCH_SEQ_MIB (1024), BENCH_RAND_MS (1000), BENCH_ROUNDS " +
+			"(3), BENCH_SLOW_ROUNDS (1), BENCH_CREATE_FILES (2000), BENCH_UNTAR_SRC ($(go env GOROOT)/src).",
+		Run: mountBench,
+	},
+	{
+		Name:      "rss",
+		NeedsRoot: true,
+		About: "Resident memory (VmRSS from /proc) of the process serving a large home after a full walk: the " +
+			"homefsd helper (package homefs, the same code as nostrfs; see mount) mounts a home of small files " +
+			"with an empty cache, and the harness lstats every entry. The home is written directly in the home " +
+			"format (package tree: the listings and inline contents homefs writes, uploaded to the dev stack) and " +
+			"published as its manifest: writing 100,000 files through a mount would cost about 5 minutes here " +
+			"(about 3 ms per small file). The mount runs in a child process, so the RSS is the file " +
+			"system's alone. The baseline is go-fuse's example loopback after the same walk of the same tree on a " +
+			"native directory. Sizes: BENCH_RSS_FILES (100000), BENCH_RSS_PER_DIR (1000), BENCH_RSS_FILE_SIZE (256).",
+		Run: rssBench,
+	},
+	{
+		Name:      "session",
+		NeedsRoot: true,
+		About: "PAM open_session through the real module (build/pam_nostr.so) to the real daemon (build/nostr-homectl " +
+			"serve, whose builtin supervisor runs build/nostrfs: the real nostrfs, with the user's key on the " +
+			"session signer over D-Bus) on a private system-like bus with the project's policy (dbus/), the dev " +
+			"stack as relay and Blossom server, and a user enrolled and warmed. Driven in-process through libpam " +
+			"(github.com/msteinert/pam/v2) with PAM service files /etc/pam.d/nostr-homed-bench-<random> (removed " +
+			"at the end, also on failure); only open_session is timed (authenticate before it, close_session after). " +
+			"The baseline is open_session of a stack of pam_permit.so alone, in the same run: the targets are " +
+			"absolute, so the milliseconds are what to read, the ratio is the cost over a PAM call that does " +
+			"nothing. Warm, cold and baseline logins are interleaved. Sizes: BENCH_SESSION_FILES (10000), " +
+			"BENCH_SESSION_PER_DIR (100), BENCH_LOGINS (5).",
+		Run: sessionBench,
+	},
 }
 
 // nssBench creates a 1000-user database and runs build/nss_bench.

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Main is the nostr-homed-bench command: it runs the benchmarks, writes OUT/report.md and
@@ -52,7 +54,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if *only != "" {
 		sel = strings.Split(*only, ",")
 	}
-	rep, err := Run(context.Background(), Benchmarks, Options{
+	// SIGINT or SIGTERM cancels the run: the running benchmark stops at its next check and
+	// cleans up (mounts, daemons, PAM files); the rest are not run. A second signal kills.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); stop() }()
+	rep, err := Run(ctx, Benchmarks, Options{
 		Root: rootAbs, Build: buildAbs, Go: *goCmd, Only: sel,
 		Logf: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) },
 	})

@@ -88,7 +88,9 @@ func Run(ctx context.Context, benches []Bench, opts Options) (*Report, error) {
 		res := Result{Name: b.Name, About: b.About, NeedsRoot: b.NeedsRoot}
 		t0 := time.Now()
 		logf("bench %s: running", b.Name)
-		if b.NeedsRoot && os.Geteuid() != 0 {
+		if err := ctx.Err(); err != nil {
+			res.Error = "not run: " + err.Error()
+		} else if b.NeedsRoot && os.Geteuid() != 0 {
 			res.Error = "needs root"
 		} else {
 			tmp, err := os.MkdirTemp("", "nostr-homed-bench-"+b.Name+"-")
