@@ -247,8 +247,7 @@ func (h *chunkHandle) localFile() *os.File {
 	if h.local != nil {
 		return h.local
 	}
-	r, err := h.n.fsys.get(h.n.ino)
-	if err != nil || !r.local {
+	if !h.n.local.Load() {
 		return nil
 	}
 	fd, err := os.Open(h.n.fsys.st.dataPath(h.n.ino))
@@ -349,6 +348,7 @@ func (n *node) materializeLocked(ctx context.Context, r *row, truncate bool) sys
 		os.Remove(path)
 		return f.errno("materialize", n.ino, err)
 	}
+	n.local.Store(true)
 	return 0
 }
 

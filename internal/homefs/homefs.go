@@ -383,6 +383,9 @@ func (f *FS) Mount(dir string) (*fuse.Server, error) {
 			Name:              "nostrfs",
 			Debug:             f.opts.Debug,
 			MaxWrite:          1 << 20,
+			// A chunk per readahead: a sequential read of a remote file asks for whole
+			// chunks rather than eight 128 KiB pieces of each.
+			MaxReadAhead: tree.ChunkSize,
 		},
 		EntryTimeout:    &entry,
 		AttrTimeout:     &attr,

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -37,6 +38,9 @@ type node struct {
 	// unlinked says the row is gone: the data file goes at the last release. Guarded by
 	// FS.mu (set by unlink and rename, read by the last release, both under FS.mu).
 	unlinked bool
+	// local is set once the file has a working copy (materialised), so that READs of a
+	// handle opened before need no query to notice (chunkHandle.localFile).
+	local atomic.Bool
 }
 
 var (
