@@ -27,6 +27,7 @@ import (
 
 	"github.com/nostr-homed/nostr-homed/internal/events"
 	"github.com/nostr-homed/nostr-homed/internal/homed"
+	"github.com/nostr-homed/nostr-homed/internal/privatebus"
 	"github.com/nostr-homed/nostr-homed/internal/relayio"
 	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
 )
@@ -64,32 +65,6 @@ const (
 	benchPassword = "correct horse nhbench"
 )
 
-// busConfig is internal/dbustest's: a system-like bus (default deny) plus the policy files
-// of dbus/ in an includedir.
-const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=%s</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <includedir>%s</includedir>
-</busconfig>
-`
-
 // cleanups runs registered functions in reverse order and joins their errors.
 type cleanups []func() error
 
@@ -106,29 +81,18 @@ func (c cleanups) run() error {
 // startBus runs a private dbus-daemon under dir with the project's policy and returns its
 // address.
 func startBus(e *Env, dir string, cl *cleanups) (string, error) {
-	policyDir := filepath.Join(dir, "system.d")
-	if err := os.MkdirAll(policyDir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	policies, err := filepath.Glob(filepath.Join(e.Root, "dbus", "*.conf"))
-	if err != nil || len(policies) == 0 {
-		return "", fmt.Errorf("no policy files in %s/dbus: %v", e.Root, err)
-	}
-	for _, p := range policies {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(filepath.Join(policyDir, filepath.Base(p)), b, 0o644); err != nil {
-			return "", err
-		}
-	}
-	sock := filepath.Join(dir, "bus")
-	conf := filepath.Join(dir, "bus.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, sock, policyDir)), 0o644); err != nil {
+	policies, err := privatebus.Policies(e.Root)
+	if err != nil {
 		return "", err
 	}
-	c, err := startChild("dbus-daemon", "dbus-daemon", []string{"--config-file=" + conf, "--nofork", "--print-address=1"}, nil)
+	addr, args, err := privatebus.Write(dir, policies)
+	if err != nil {
+		return "", err
+	}
+	c, err := startChild("dbus-daemon", "dbus-daemon", args, nil)
 	if err != nil {
 		return "", fmt.Errorf("%w (Debian package dbus)", err)
 	}
@@ -136,7 +100,7 @@ func startBus(e *Env, dir string, cl *cleanups) (string, error) {
 	if _, err := c.waitLine("unix:", 10*time.Second); err != nil {
 		return "", err
 	}
-	return "unix:path=" + sock, nil
+	return addr, nil
 }
 
 // pamService writes /etc/pam.d/NAME-<random> with content (a format taking the module path

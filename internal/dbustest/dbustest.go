@@ -9,7 +9,6 @@ package dbustest
 
 import (
 	"bufio"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nostr-homed/nostr-homed/internal/privatebus"
 )
 
 // Bus is a running private bus.
@@ -25,30 +26,6 @@ type Bus struct {
 	Dir     string
 	cmd     *exec.Cmd
 }
-
-const config = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=%s</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <includedir>%s</includedir>
-</busconfig>
-`
 
 // Start runs dbus-daemon with the project's policy files (dbus/*.conf) and any extra policy
 // files given, and stops it when the test ends.
@@ -66,29 +43,15 @@ func Start(t testing.TB, extraPolicies ...string) *Bus {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	policyDir := filepath.Join(dir, "system.d")
-	if err := os.Mkdir(policyDir, 0o755); err != nil {
+	policies, err := privatebus.Policies(repoRoot(t))
+	if err != nil {
 		t.Fatal(err)
 	}
-	policies, err := filepath.Glob(filepath.Join(repoRoot(t), "dbus", "*.conf"))
-	if err != nil || len(policies) == 0 {
-		t.Fatalf("no policy files in dbus/: %v", err)
-	}
-	for _, p := range append(policies, extraPolicies...) {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(policyDir, filepath.Base(p)), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sock := filepath.Join(dir, "bus")
-	conf := filepath.Join(dir, "bus.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(config, sock, policyDir)), 0o644); err != nil {
+	busAddr, args, err := privatebus.Write(dir, append(policies, extraPolicies...))
+	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--print-address=1")
+	cmd := exec.Command("dbus-daemon", args...)
 	// No Pdeathsig: it fires when the OS thread that started the child exits, which a Go
 	// program cannot control (a goroutine that ends locked to that thread kills the bus
 	// mid-test). t.Cleanup stops the daemon instead.
@@ -116,7 +79,7 @@ func Start(t testing.TB, extraPolicies ...string) *Bus {
 		if addr == "" {
 			t.Fatalf("dbus-daemon printed no address: %s", stderr.String())
 		}
-		b.Address = "unix:path=" + sock // the printed one carries a guid; either works
+		b.Address = busAddr // the printed one carries a guid; either works
 	case <-time.After(10 * time.Second):
 		t.Fatalf("dbus-daemon did not start within 10s: %s", stderr.String())
 	}

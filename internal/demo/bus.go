@@ -3,41 +3,15 @@ package demo
 import (
 	"bufio"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 	"time"
-)
 
-// busConfig is a system-bus-like configuration: system.conf's default policy (deny owning
-// names and method calls unless allowed) and an includedir with the project's policy. It is
-// internal/dbustest's, which needs a testing.TB and so cannot be used here.
-const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=%s</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <includedir>%s</includedir>
-</busconfig>
-`
+	"github.com/nostr-homed/nostr-homed/internal/privatebus"
+)
 
 // bus is a private dbus-daemon.
 type bus struct {
@@ -51,23 +25,11 @@ func startBus(dir, policy string) (*bus, error) {
 	if _, err := exec.LookPath("dbus-daemon"); err != nil {
 		return nil, fmt.Errorf("dbus-daemon not found (Debian package dbus): %w", err)
 	}
-	policyDir := filepath.Join(dir, "system.d")
-	if err := os.Mkdir(policyDir, 0o755); err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(policy)
+	addr, args, err := privatebus.Write(dir, []string{policy})
 	if err != nil {
-		return nil, fmt.Errorf("the bus policy: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(policyDir, filepath.Base(policy)), b, 0o644); err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(dir, "bus")
-	conf := filepath.Join(dir, "bus.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, busConfig, sock, policyDir), 0o644); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--print-address=1")
+	cmd := exec.Command("dbus-daemon", args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -93,7 +55,7 @@ func startBus(dir, policy string) (*bus, error) {
 		p.stop(syscall.SIGKILL, time.Second)
 		return nil, fmt.Errorf("dbus-daemon did not start within 10s: %s", strings.TrimSpace(stderr.String()))
 	}
-	return &bus{Address: "unix:path=" + sock, proc: p}, nil
+	return &bus{Address: addr, proc: p}, nil
 }
 
 // child is a process the demo started and waits for.
