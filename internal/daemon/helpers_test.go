@@ -105,6 +105,13 @@ type envOpts struct {
 	mutate  func(*config.Config)
 	// policies are extra bus policy files, next to the project's (dbustest.Start).
 	policies []string
+	// bus, if set, starts the bus instead of dbustest.Start (systemd's policy too, say).
+	bus func(t *testing.T) *dbustest.Bus
+	// mounter, if set, replaces the one the configuration selects.
+	mounter daemon.Mounter
+	// beforeDaemon, if set, runs once the configuration file is written, before the daemon
+	// starts (to start what the daemon will talk to).
+	beforeDaemon func(e *env, configPath string)
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -112,7 +119,12 @@ func newEnv(t *testing.T, o envOpts) *env {
 	requireRoot(t)
 	base := t.TempDir()
 	st := devstacktest.Start(t)
-	bus := dbustest.Start(t, o.policies...)
+	var bus *dbustest.Bus
+	if o.bus != nil {
+		bus = o.bus(t)
+	} else {
+		bus = dbustest.Start(t, o.policies...)
+	}
 	e := &env{t: t, bus: bus, stack: st, base: base, logs: &syncbuf.Buffer{},
 		rt: filepath.Join(base, "run"), home: filepath.Join(base, "home")}
 	t.Cleanup(func() { detachMounts(t, base) }) // runs after the daemon has stopped
@@ -135,14 +147,18 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	e.cfg = cfg
 	// The file nostrfs reads (--config): the same configuration.
-	cf, err := os.Create(filepath.Join(base, "config.toml"))
+	cfgPath := filepath.Join(base, "config.toml")
+	cf, err := os.Create(cfgPath)
 	must(t, err)
 	must(t, toml.NewEncoder(cf).Encode(cfg))
 	must(t, cf.Close())
+	if o.beforeDaemon != nil {
+		o.beforeDaemon(e, cfgPath)
+	}
 	d, err := daemon.New(cfg, daemon.Options{
 		PasswdPath: filepath.Join(base, "passwd"), GroupPath: filepath.Join(base, "group"),
 		SubUIDPath: filepath.Join(base, "subuid"), SubGIDPath: filepath.Join(base, "subgid"),
-		ConfigPath: filepath.Join(base, "config.toml"), NostrfsPath: o.nostrfs,
+		ConfigPath: cfgPath, NostrfsPath: o.nostrfs, Mounter: o.mounter,
 		Hostname: "testhost", Log: e.logs, RelayTimeout: 2 * time.Second,
 	})
 	if err != nil {

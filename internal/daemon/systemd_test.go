@@ -35,7 +35,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
@@ -43,12 +42,10 @@ import (
 	"github.com/nostr-homed/nostr-homed/internal/config"
 	"github.com/nostr-homed/nostr-homed/internal/daemon"
 	"github.com/nostr-homed/nostr-homed/internal/dbustest"
-	"github.com/nostr-homed/nostr-homed/internal/devstack/devstacktest"
 	"github.com/nostr-homed/nostr-homed/internal/events"
 	"github.com/nostr-homed/nostr-homed/internal/homed"
 	"github.com/nostr-homed/nostr-homed/internal/modroot"
 	"github.com/nostr-homed/nostr-homed/internal/relayio"
-	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
 )
 
 const (
@@ -1463,99 +1460,19 @@ func TestDaemonWithSystemd(t *testing.T) {
 // systemd on the daemon's bus, running nostrfs for /usr/bin/nostrfs.
 func newSystemdDaemonEnv(t *testing.T, nostrfs string) (*env, *fakeSystemd) {
 	t.Helper()
-	requireRoot(t)
-	base := t.TempDir()
-	// Runs after everything else (cleanups run last-registered first): a test that failed
-	// half-way may leave nostrfs's mount behind, dead once the fake systemd killed nostrfs.
-	t.Cleanup(func() { detachUnder(filepath.Join(base, "home")) })
-	st := devstacktest.Start(t)
-	bus := systemdBus(t)
-	e := &env{t: t, bus: bus, stack: st, base: base, logs: &syncbuf.Buffer{},
-		rt: filepath.Join(base, "run"), home: filepath.Join(base, "home")}
-	must(t, os.WriteFile(filepath.Join(base, "passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(base, "group"), []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644))
-	must(t, os.Mkdir(e.home, 0o755))
-
-	cfg := config.Default()
-	cfg.BootstrapRelays = []string{st.RelayURL()}
-	cfg.Users.Database = filepath.Join(base, "lib", "users.db")
-	cfg.Users.HomeBase = e.home
-	cfg.Session.RuntimeDir = e.rt
-	cfg.Session.Supervisor = "systemd"
-	cfg.Session.MountTimeout = config.Duration{Duration: 10 * time.Second}
-	cfg.Session.FlushTimeout = config.Duration{Duration: 10 * time.Second}
-	cfg.Login.RemoteSignerTimeout = config.Duration{Duration: 15 * time.Second}
-	cfg.Cache.Dir = filepath.Join(base, "cache")
-	e.cfg = cfg
-	cfgPath := filepath.Join(base, "config.toml")
-	cf, err := os.Create(cfgPath)
-	must(t, err)
-	must(t, toml.NewEncoder(cf).Encode(cfg))
-	must(t, cf.Close())
-
-	fake := startFakeSystemd(t, bus, fakeSystemdOpts{Nostrfs: nostrfs, Config: cfgPath,
-		Env: []string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address}})
-
-	d, err := daemon.New(cfg, daemon.Options{
-		PasswdPath: filepath.Join(base, "passwd"), GroupPath: filepath.Join(base, "group"),
-		SubUIDPath: filepath.Join(base, "subuid"), SubGIDPath: filepath.Join(base, "subgid"),
-		ConfigPath: cfgPath, Mounter: &daemon.Systemd{},
-		Hostname: "testhost", Log: e.logs, RelayTimeout: 2 * time.Second,
+	var fake *fakeSystemd
+	e := newEnv(t, envOpts{
+		bus:     func(t *testing.T) *dbustest.Bus { return systemdBus(t) },
+		mounter: &daemon.Systemd{},
+		mutate: func(c *config.Config) {
+			c.Session.Supervisor = "systemd"
+			c.Session.MountTimeout = config.Duration{Duration: 10 * time.Second}
+			c.Session.FlushTimeout = config.Duration{Duration: 10 * time.Second}
+		},
+		beforeDaemon: func(e *env, configPath string) {
+			fake = startFakeSystemd(t, e.bus, fakeSystemdOpts{Nostrfs: nostrfs, Config: configPath,
+				Env: []string{"DBUS_SYSTEM_BUS_ADDRESS=" + e.bus.Address}})
+		},
 	})
-	must(t, err)
-	e.d = d
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- d.Run(ctx) }()
-	conn, err := dbus.Connect(bus.Address)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	e.conn = conn
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-runErr:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("Run did not return within 30s of its context's end")
-		}
-		if err := d.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		conn.Close()
-		if t.Failed() || os.Getenv("DAEMON_TEST_LOG") != "" {
-			t.Logf("daemon log:\n%s", e.logs.String())
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var owned bool
-		if err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, homed.BusName).Store(&owned); err == nil && owned {
-			break
-		}
-		select {
-		case err := <-runErr:
-			t.Fatalf("Run returned before owning the name: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon did not own %s within 10s", homed.BusName)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	return e, fake
-}
-
-// detachUnder lazily unmounts every mount below dir.
-func detachUnder(dir string) {
-	b, _ := os.ReadFile("/proc/self/mounts")
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
-			unix.Unmount(f[1], unix.MNT_DETACH)
-		}
-	}
 }
