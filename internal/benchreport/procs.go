@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nostr-homed/nostr-homed/internal/mounts"
 	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
 )
 
@@ -130,34 +131,10 @@ func rssKiB(pid int) (rss, hwm int64, err error) {
 	return rss, hwm, nil
 }
 
-// mounted says whether dir is a mount point (from /proc/self/mountinfo).
+// mounted says whether dir is a mount point.
 func mounted(dir string) bool {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && unescapeMount(f[4]) == dir {
-			return true
-		}
-	}
-	return false
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space, ...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	fstype, _ := mounts.At(dir)
+	return fstype != ""
 }
 
 // detachMount lazily unmounts dir if it is still mounted (the last resort of a cleanup).

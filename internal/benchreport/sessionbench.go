@@ -1,7 +1,6 @@
 package benchreport
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,9 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +24,7 @@ import (
 
 	"github.com/nostr-homed/nostr-homed/internal/events"
 	"github.com/nostr-homed/nostr-homed/internal/homed"
+	"github.com/nostr-homed/nostr-homed/internal/mounts"
 	"github.com/nostr-homed/nostr-homed/internal/privatebus"
 	"github.com/nostr-homed/nostr-homed/internal/relayio"
 	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
@@ -234,11 +232,8 @@ func sessionBench(e *Env) (figs []Figure, err error) {
 		return nil, err
 	}
 	cl.add(func() error { // whatever the daemon left mounted (a failure), deepest first
-		var errs []error
-		for _, mp := range mountsUnder(homeBase) {
-			errs = append(errs, detachMount(mp))
-		}
-		return errors.Join(errs...)
+		_, err := mounts.DetachUnder(homeBase)
+		return err
 	})
 	cfg := fmt.Sprintf(`bootstrap_relays = [%q]
 
@@ -508,24 +503,4 @@ func startDaemon(e *Env, homectl, cfgPath, bus string, log *syncbuf.Buffer, cl *
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// mountsUnder lists the mount points strictly below dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fs := strings.Fields(sc.Text()); len(fs) > 4 {
-			if p := unescapeMount(fs[4]); strings.HasPrefix(p, dir+"/") {
-				out = append(out, p)
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
 }

@@ -83,19 +83,6 @@ func TestWorkloads(t *testing.T) {
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{
-		`/tmp/a`:           "/tmp/a",
-		`/tmp/a\040b`:      "/tmp/a b",
-		`/tmp/x\011y\134z`: "/tmp/x\ty\\z",
-		`/tmp/end\04`:      `/tmp/end\04`,
-	} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestEnvInt(t *testing.T) {
 	t.Setenv("BENCH_TEST_N", "")
 	if n, err := envInt("BENCH_TEST_N", 7); n != 7 || err != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/nostr-homed/nostr-homed/internal/devstack/devstacktest"
 	"github.com/nostr-homed/nostr-homed/internal/events"
 	"github.com/nostr-homed/nostr-homed/internal/homed"
+	"github.com/nostr-homed/nostr-homed/internal/mounts"
 	"github.com/nostr-homed/nostr-homed/internal/relayio"
 	"github.com/nostr-homed/nostr-homed/internal/userdb"
 )
@@ -400,15 +401,13 @@ func homedName(err error) string {
 }
 
 // detachMounts lazily unmounts everything mounted under dir, and fails the test if there was
-// anything: the daemon should have unmounted it.
+// anything: the code under test should have unmounted it.
 func detachMounts(t *testing.T, dir string) {
-	b, _ := os.ReadFile("/proc/mounts")
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 2 && strings.HasPrefix(f[1], dir+"/") {
-			t.Errorf("%s (%s) was left mounted; detaching it", f[1], f[2])
-			if out, err := exec.Command("umount", "-l", f[1]).CombinedOutput(); err != nil {
-				t.Errorf("umount -l %s: %v %s", f[1], err, out)
-			}
-		}
+	left, err := mounts.DetachUnder(dir)
+	for _, m := range left {
+		t.Errorf("%s (%s) was left mounted; detached it", m.Point, m.FSType)
+	}
+	if err != nil {
+		t.Errorf("detaching what was left under %s: %v", dir, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nostr-homed/nostr-homed/internal/config"
 	"github.com/nostr-homed/nostr-homed/internal/events"
 	"github.com/nostr-homed/nostr-homed/internal/homed"
+	"github.com/nostr-homed/nostr-homed/internal/mounts"
 	"github.com/nostr-homed/nostr-homed/internal/relayio"
 )
 
@@ -103,13 +104,8 @@ func TestOpenSessionWithThisBuildsNostrfs(t *testing.T) {
 
 // fsType is the file system type mounted exactly at dir ("" if none).
 func fsType(dir string) string {
-	b, _ := os.ReadFile("/proc/mounts")
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 2 && f[1] == dir {
-			return f[2]
-		}
-	}
-	return ""
+	fstype, _ := mounts.At(dir)
+	return fstype
 }
 
 // TestSessionsWithFakeNostrfs runs the supervisor's happy path with fake-nostrfs, a

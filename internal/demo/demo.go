@@ -57,6 +57,7 @@ import (
 	"github.com/nostr-homed/nostr-homed/internal/events"
 	"github.com/nostr-homed/nostr-homed/internal/homed"
 	"github.com/nostr-homed/nostr-homed/internal/modroot"
+	"github.com/nostr-homed/nostr-homed/internal/mounts"
 	"github.com/nostr-homed/nostr-homed/internal/relayio"
 	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
 )
@@ -644,7 +645,7 @@ func (r *run) openSession(ctx context.Context, ops ...string) error {
 		}
 		r.say("  ok (%s)", time.Since(start).Round(time.Millisecond))
 	}
-	fstype, err := mountAt(r.home)
+	fstype, err := mounts.At(r.home)
 	if err != nil {
 		return err
 	}
@@ -669,7 +670,7 @@ func (r *run) closeSession() error {
 		return err
 	}
 	r.say("  ok (%s)", time.Since(start).Round(time.Millisecond))
-	if fstype, err := mountAt(r.home); err != nil {
+	if fstype, err := mounts.At(r.home); err != nil {
 		return err
 	} else if fstype != "" {
 		return fmt.Errorf("after close_session %s is still mounted (%s)", r.home, fstype)
@@ -968,7 +969,7 @@ func (r *run) cleanup() error {
 		r.stack = nil
 	}
 	if r.dir != "" {
-		left, err := mountsUnder(r.dir)
+		left, err := mounts.Under(r.dir)
 		fail(err)
 		for _, m := range left {
 			fail(fmt.Errorf("%s (%s) was still mounted: detached it", m.Point, m.FSType))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nostr-homed/nostr-homed/internal/modroot"
+	"github.com/nostr-homed/nostr-homed/internal/mounts"
 )
 
 // The demo runs the real daemon, nostrfs and PAM module: it needs root, cgo (libpam) and a
@@ -105,7 +106,7 @@ func runDemo(t *testing.T, opts Options) (out string, s Secrets, parent string, 
 // process working there, no PAM service file, an empty parent (unless kept).
 func checkCleanedUp(t *testing.T, parent string, kept bool) {
 	t.Helper()
-	if left, err := mountsUnder(parent); err != nil || len(left) != 0 {
+	if left, err := mounts.Under(parent); err != nil || len(left) != 0 {
 		t.Errorf("mounts left under %s: %v %v", parent, left, err)
 	}
 	if files := pamFilesOf(os.Getpid()); len(files) != 0 {
@@ -340,20 +341,6 @@ func TestShorten(t *testing.T) {
 	} {
 		if got := shorten(in); got != want {
 			t.Errorf("shorten(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{
-		`/home/demo`:         "/home/demo",
-		`/tmp/a\040b`:        "/tmp/a b",
-		`/tmp/tab\011x\134y`: "/tmp/tab\tx\\y",
-		`/tmp/not\08`:        `/tmp/not\08`,
-		`/tmp/end\04`:        `/tmp/end\04`,
-	} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

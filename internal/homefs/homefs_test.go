@@ -31,6 +31,7 @@ import (
 	"github.com/nostr-homed/nostr-homed/internal/devstack/devstacktest"
 	"github.com/nostr-homed/nostr-homed/internal/events"
 	"github.com/nostr-homed/nostr-homed/internal/homefs"
+	"github.com/nostr-homed/nostr-homed/internal/mounts"
 	"github.com/nostr-homed/nostr-homed/internal/relayio"
 	"github.com/nostr-homed/nostr-homed/internal/tree"
 	"github.com/nostr-homed/nostr-homed/internal/uploadq"
@@ -288,13 +289,8 @@ func newFSWith(t *testing.T, o homefs.Options) *homefs.FS {
 }
 
 func mounted(dir string) bool {
-	b, _ := os.ReadFile("/proc/mounts")
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 1 && f[1] == dir {
-			return true
-		}
-	}
-	return false
+	fstype, _ := mounts.At(dir)
+	return fstype != ""
 }
 
 // mount mounts fsys on a new directory and unmounts it in t.Cleanup, even on failure

@@ -32,6 +32,7 @@ import (
 	"github.com/nostr-homed/nostr-homed/internal/dbustest"
 	"github.com/nostr-homed/nostr-homed/internal/devstack"
 	"github.com/nostr-homed/nostr-homed/internal/devstack/devstacktest"
+	"github.com/nostr-homed/nostr-homed/internal/mounts"
 	"github.com/nostr-homed/nostr-homed/internal/syncbuf"
 )
 
@@ -163,56 +164,17 @@ func (e *env) shareHomeBase() {
 	}
 }
 
-// mountInfo is one line of a mountinfo file.
-type mountInfo struct {
-	point, fstype string
-}
-
-func readMountInfo(t *testing.T, path string) []mountInfo {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Errorf("reading %s: %v", path, err)
-		return nil
-	}
-	var ms []mountInfo
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 10 {
-			continue
-		}
-		sep := -1
-		for i := 6; i < len(f); i++ {
-			if f[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+1 >= len(f) {
-			continue
-		}
-		ms = append(ms, mountInfo{point: unescapeMount(f[4]), fstype: f[sep+1]})
-	}
-	return ms
-}
-
-var mountEscape = regexp.MustCompile(`\\[0-7]{3}`)
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space, ...).
-func unescapeMount(s string) string {
-	return mountEscape.ReplaceAllStringFunc(s, func(m string) string {
-		n, _ := strconv.ParseUint(m[1:], 8, 8)
-		return string([]byte{byte(n)})
-	})
-}
-
 // mountsUnder lists the mount points strictly below dir in a mountinfo file.
 func mountsUnder(t *testing.T, mountinfo, dir string) []string {
 	t.Helper()
+	ms, err := mounts.ListFile(mountinfo)
+	if err != nil {
+		t.Errorf("reading %s: %v", mountinfo, err)
+	}
 	var out []string
-	for _, m := range readMountInfo(t, mountinfo) {
-		if strings.HasPrefix(m.point, dir+"/") {
-			out = append(out, m.point+" ("+m.fstype+")")
+	for _, m := range ms {
+		if strings.HasPrefix(m.Point, dir+"/") {
+			out = append(out, m.Point+" ("+m.FSType+")")
 		}
 	}
 	return out
