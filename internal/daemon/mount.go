@@ -10,13 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nostr-homed/nostr-homed/internal/childproc"
 	"github.com/nostr-homed/nostr-homed/internal/mounts"
 )
 
@@ -106,29 +106,11 @@ func (s *Supervisor) Mount(ctx context.Context, req MountRequest) (Mount, error)
 	stderr := &tailBuffer{max: maxStderr}
 	cmd.Stdout = &lineLogger{prefix: "nostrfs[" + req.User + "]: ", logf: s.logf}
 	cmd.Stderr = io.MultiWriter(stderr, &lineLogger{prefix: "nostrfs[" + req.User + "]: ", logf: s.logf})
-	// Its own process group (so a stop reaches its helpers); SIGTERM if the daemon dies,
-	// so nostrfs flushes and unmounts rather than serving with no daemon behind it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	c := &child{cmd: cmd, conn: conn, dir: dir, stderr: stderr, mountPoint: req.MountPoint,
 		exited: make(chan struct{}), ready: make(chan struct{}), logf: s.logf}
-	// The parent-death signal fires when the thread that forked the child exits, not the
-	// process, and Go ends a thread when a goroutine locked to it returns without
-	// unlocking. So the child is started and waited for on one goroutine locked to its
-	// thread: no other goroutine can run there (and lock-and-return) while the child lives.
-	// It unlocks before returning, so the thread is not ended either: it may be the parent
-	// thread of other children (dbus-daemon in the tests, say).
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		c.wait()
-	}()
-	if err := <-started; err != nil {
+	// SIGTERM if the daemon dies, so nostrfs flushes and unmounts rather than serving with
+	// no daemon behind it; its own process group, so a stop reaches its helpers.
+	if err := childproc.Start(cmd, syscall.SIGTERM, c.wait); err != nil {
 		conn.Close()
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting %s: %w", s.Binary, err)

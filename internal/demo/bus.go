@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/nostr-homed/nostr-homed/internal/childproc"
 	"github.com/nostr-homed/nostr-homed/internal/privatebus"
 )
 
@@ -65,34 +65,17 @@ type child struct {
 	err    error // Wait's, valid once exited is closed
 }
 
-// startChild starts cmd in a process group of its own, with deathSig as its parent-death
-// signal so that it does not outlive the demo even if the demo is killed.
-//
-// The parent-death signal fires when the thread that forked the child exits, and Go ends a
-// thread when a goroutine locked to it returns without unlocking: so the child is started and
-// waited for on one goroutine locked to its thread (as the daemon's supervisor does).
+// startChild starts cmd with deathSig as its parent-death signal, so that it does not
+// outlive the demo even if the demo is killed, in a process group of its own: a Ctrl-C at
+// the terminal reaches the demo alone, which then stops its children in order (the daemon
+// before the bus and the relay it needs). See package childproc.
 func startChild(cmd *exec.Cmd, deathSig syscall.Signal) (*child, error) {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = deathSig
-	// Its own process group: a Ctrl-C at the terminal reaches the demo alone, which then
-	// stops its children in order (the daemon before the bus and the relay it needs).
-	cmd.SysProcAttr.Setpgid = true
 	c := &child{cmd: cmd, exited: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
+	err := childproc.Start(cmd, deathSig, func() {
 		c.err = cmd.Wait()
 		close(c.exited)
-	}()
-	if err := <-started; err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	return c, nil
