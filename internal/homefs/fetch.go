@@ -70,24 +70,12 @@ func (f *fetcher) Fetch(ctx context.Context, ref tree.ChunkRef) ([]byte, error) 
 }
 
 func (f *fetcher) fetch(ref tree.ChunkRef) ([]byte, error) {
-	// At most what a chunk of ref.Size bytes needs, plus one byte to notice a longer object.
-	limit := tree.BlobSize(ref.Size) + 1
 	if ref.Size <= 0 || ref.Size > tree.ChunkSize {
 		return nil, fmt.Errorf("homefs: chunk %s: bad size %d", ref.Hash, ref.Size)
 	}
-	o, err := f.cache.Open(ref.Hash)
-	if err == nil {
-		defer o.Close()
-		n := min(o.Size(), limit)
-		b := make([]byte, n)
-		if _, err := o.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("homefs: cache read %s: %w", ref.Hash, err)
-		}
-		f.cached.Add(1)
-		return b, nil
-	}
-	if !errors.Is(err, cas.ErrNotFound) {
-		f.logf("homefs: cache open %s: %v (fetching instead)", ref.Hash, err)
+	// At most what a chunk of ref.Size bytes needs, plus one byte to notice a longer object.
+	if b, ok, err := f.fromCache(ref.Hash, tree.BlobSize(ref.Size)+1); ok || err != nil {
+		return b, err
 	}
 	timeout := f.timeout
 	if timeout <= 0 {
@@ -99,15 +87,7 @@ func (f *fetcher) fetch(ref tree.ChunkRef) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("homefs: fetch %s: %w", ref.Hash, err)
 	}
-	f.fetched.Add(1)
-	if _, err := f.cache.Put(ref.Hash, bytes.NewReader(blob)); err != nil {
-		if errors.Is(err, blobstore.ErrHashMismatch) {
-			return nil, fmt.Errorf("homefs: fetch %s: %w", ref.Hash, err)
-		}
-		// The blob is still good to use; only caching it failed (disk full, say).
-		f.logf("homefs: cache put %s: %v", ref.Hash, err)
-	}
-	return blob, nil
+	return blob, f.intoCache(ref.Hash, blob)
 }
 
 // fetchBlob returns the whole blob hash of size bytes (a root pointer blob): from the cache,
@@ -117,16 +97,12 @@ func (f *fetcher) fetchBlob(ctx context.Context, hash string, size int64) ([]byt
 	if err := blobstore.CheckHash(hash); err != nil {
 		return nil, err
 	}
-	if o, err := f.cache.Open(hash); err == nil {
-		defer o.Close()
-		if o.Size() != size {
-			return nil, fmt.Errorf("homefs: cached blob %s has %d bytes, want %d", hash, o.Size(), size)
+	if b, ok, err := f.fromCache(hash, size+1); err != nil {
+		return nil, err
+	} else if ok {
+		if int64(len(b)) != size {
+			return nil, fmt.Errorf("homefs: cached blob %s has %d bytes, want %d", hash, len(b), size)
 		}
-		b := make([]byte, size)
-		if _, err := o.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
-		}
-		f.cached.Add(1)
 		return b, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
@@ -143,12 +119,39 @@ func (f *fetcher) fetchBlob(ctx context.Context, hash string, size int64) ([]byt
 	if int64(len(b)) != size {
 		return nil, fmt.Errorf("homefs: blob %s has %d bytes, the manifest says %d", hash, len(b), size)
 	}
+	return b, f.intoCache(hash, b)
+}
+
+// fromCache reads at most limit bytes of the cached object hash (the cas verifies it on
+// open). A miss, or an object that fails to open (corrupt: logged), is ok == false: fetch it
+// instead; a read error of an open object is an error.
+func (f *fetcher) fromCache(hash string, limit int64) (b []byte, ok bool, err error) {
+	o, err := f.cache.Open(hash)
+	if err != nil {
+		if !errors.Is(err, cas.ErrNotFound) {
+			f.logf("homefs: cache open %s: %v (fetching instead)", hash, err)
+		}
+		return nil, false, nil
+	}
+	defer o.Close()
+	b = make([]byte, min(o.Size(), limit))
+	if _, err := o.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, false, fmt.Errorf("homefs: cache read %s: %w", hash, err)
+	}
+	f.cached.Add(1)
+	return b, true, nil
+}
+
+// intoCache counts a blob fetched upstream and caches it. Bytes that do not hash to their
+// name are an error; failing only to cache them (disk full, say) is logged: the blob is
+// still good to use.
+func (f *fetcher) intoCache(hash string, blob []byte) error {
 	f.fetched.Add(1)
-	if _, err := f.cache.Put(hash, bytes.NewReader(b)); err != nil {
+	if _, err := f.cache.Put(hash, bytes.NewReader(blob)); err != nil {
 		if errors.Is(err, blobstore.ErrHashMismatch) {
-			return nil, fmt.Errorf("homefs: fetch %s: %w", hash, err)
+			return fmt.Errorf("homefs: fetch %s: %w", hash, err)
 		}
 		f.logf("homefs: cache put %s: %v", hash, err)
 	}
-	return b, nil
+	return nil
 }

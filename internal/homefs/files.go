@@ -390,7 +390,7 @@ func (f *FS) putBlob(blob []byte, ref tree.ChunkRef) error {
 func (f *FS) seal(ino int64, final bool) error {
 	f.sealMu.Lock()
 	defer f.sealMu.Unlock()
-	r, err := f.get(ino)
+	r, err := f.attr(ino)
 	if errors.Is(err, syscall.ENOENT) {
 		return nil
 	}

@@ -148,6 +148,13 @@ func (f *FS) get(ino int64) (*row, error) {
 	return f.st.get(ino)
 }
 
+// attr reads the row of ino without its content and xattrs (no JSON to decode).
+func (f *FS) attr(ino int64) (*row, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st.attr(ino)
+}
+
 // loadDir makes the children of directory ino rows, fetching its listing if need be. The
 // fetch runs without mu; the first result stored wins (the listing is immutable).
 func (f *FS) loadDir(ctx context.Context, ino int64) (*row, error) {
@@ -228,9 +235,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if _, err := f.loadDir(ctx, n.ino); err != nil {
 		return nil, f.errno("lookup", n.ino, err)
 	}
-	f.mu.Lock()
-	r, err := f.st.lookupAttr(n.ino, name)
-	f.mu.Unlock()
+	r, err := f.lookupRowAttr(n.ino, name)
 	if err != nil {
 		return nil, f.errno("lookup", n.ino, err)
 	}
@@ -238,10 +243,11 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	return n.newChild(ctx, r), 0
 }
 
-func (f *FS) lookupRow(parent int64, name string) (*row, error) {
+// lookupRowAttr is lookupAttr under mu.
+func (f *FS) lookupRowAttr(parent int64, name string) (*row, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.st.lookup(parent, name)
+	return f.st.lookupAttr(parent, name)
 }
 
 // Readdir implements fs.NodeReaddirer.
@@ -323,7 +329,7 @@ func (n *node) addChild(ctx context.Context, r *row, onDisk func(ino int64) erro
 	f.mu.Lock()
 	var ino int64
 	err := f.st.tx(func(tx *sql.Tx) error {
-		if _, err := f.st.lookup(n.ino, r.name); err == nil {
+		if _, err := f.st.lookupAttr(n.ino, r.name); err == nil {
 			return syscall.EEXIST
 		}
 		var err error
@@ -467,7 +473,7 @@ func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno 
 	if _, err := f.loadDir(ctx, n.ino); err != nil {
 		return f.errno("remove", n.ino, err)
 	}
-	r, err := f.lookupRow(n.ino, name)
+	r, err := f.lookupRowAttr(n.ino, name)
 	if err != nil {
 		return f.errno("remove", n.ino, err)
 	}
@@ -483,7 +489,7 @@ func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno 
 	}
 	f.mu.Lock()
 	err = f.st.tx(func(tx *sql.Tx) error {
-		cur, err := f.st.lookup(n.ino, name)
+		cur, err := f.st.lookupAttr(n.ino, name)
 		if err != nil {
 			return err
 		}
@@ -532,7 +538,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		}
 	}
 	// A directory about to be replaced must be loaded to know that it is empty.
-	if dst, err := f.lookupRow(np.ino, newName); err == nil && dst.typ == typeDir && flags&unix.RENAME_EXCHANGE == 0 {
+	if dst, err := f.lookupRowAttr(np.ino, newName); err == nil && dst.typ == typeDir && flags&unix.RENAME_EXCHANGE == 0 {
 		if _, err := f.loadDir(ctx, dst.ino); err != nil {
 			return f.errno("rename", dst.ino, err)
 		}
@@ -540,11 +546,11 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	t := now()
 	f.mu.Lock()
 	err := f.st.tx(func(tx *sql.Tx) error {
-		src, err := f.st.lookup(n.ino, name)
+		src, err := f.st.lookupAttr(n.ino, name)
 		if err != nil {
 			return err
 		}
-		dst, err := f.st.lookup(np.ino, newName)
+		dst, err := f.st.lookupAttr(np.ino, newName)
 		switch {
 		case errors.Is(err, syscall.ENOENT):
 			dst = nil
@@ -616,7 +622,7 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 	if gid, ok := in.GetGID(); ok && gid != f.opts.GID {
 		return syscall.EPERM
 	}
-	r, err := f.get(n.ino)
+	r, err := f.attr(n.ino)
 	if err != nil {
 		return f.errno("setattr", n.ino, err)
 	}
@@ -667,7 +673,7 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 		return nil
 	})
 	if err == nil {
-		r, err = f.st.get(n.ino)
+		r, err = f.st.attr(n.ino)
 	}
 	f.mu.Unlock()
 	if err != nil {
@@ -681,7 +687,7 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 		if err != nil {
 			return f.errno("seal", n.ino, err)
 		}
-		if r, err = f.get(n.ino); err != nil {
+		if r, err = f.attr(n.ino); err != nil {
 			return f.errno("setattr", n.ino, err)
 		}
 	}

@@ -360,14 +360,6 @@ func (s *state) names(parent int64) ([]dirEntry, error) {
 	return out, rows.Err()
 }
 
-func (s *state) lookup(parent int64, name string) (*row, error) {
-	r, err := scanRow(s.q().QueryRow(`SELECT `+rowCols+` FROM nodes WHERE parent = ? AND name = ?`, parent, []byte(name)))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, syscall.ENOENT
-	}
-	return r, err
-}
-
 // children returns the rows of a loaded directory, sorted bytewise by name (BLOB order is
 // memcmp order, the order listings need).
 func (s *state) children(parent int64) ([]*row, error) {
