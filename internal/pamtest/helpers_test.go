@@ -26,23 +26,19 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/keyer"
 	"github.com/nbd-wtf/go-nostr/nip19"
-	"github.com/nbd-wtf/go-nostr/nip49"
 
 	"github.com/nostr-homed/nostr-homed/internal/daemon"
 	"github.com/nostr-homed/nostr-homed/internal/dbustest"
 	"github.com/nostr-homed/nostr-homed/internal/devstack"
 	"github.com/nostr-homed/nostr-homed/internal/devstack/devstacktest"
-	"github.com/nostr-homed/nostr-homed/internal/events"
+	"github.com/nostr-homed/nostr-homed/internal/e2etest"
 	"github.com/nostr-homed/nostr-homed/internal/homed"
 	"github.com/nostr-homed/nostr-homed/internal/mounts"
-	"github.com/nostr-homed/nostr-homed/internal/relayio"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	e2etest.RemoveBinaries()
 	os.Exit(code)
 }
 
@@ -75,38 +71,7 @@ func pamModule(t *testing.T) string {
 	return p
 }
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
-
-// homectl builds, once per test process, this tree's nostr-homectl and, next to it, nostrfs
-// (the daemon's builtin supervisor runs the nostrfs next to its own executable), as
-// `make build` does. Built afresh so the test never runs a stale binary.
-func homectl(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "pamtest-bin-")
-		if binErr != nil {
-			return
-		}
-		root := repoRoot(t)
-		for _, name := range []string{"nostr-homectl", "nostrfs"} {
-			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(binDir, name), "./cmd/"+name)
-			cmd.Dir = root
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				binErr = fmt.Errorf("go build ./cmd/%s: %v\n%s", name, err, out)
-				return
-			}
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return filepath.Join(binDir, "nostr-homectl")
-}
+func homectl(t *testing.T) string { return e2etest.Homectl(t) }
 
 // ---- identities and events --------------------------------------------------------------
 
@@ -310,33 +275,12 @@ func (e *env) writeService(module string) {
 // lockKey, id's own key if empty, with id's password) and secrets (with a home key), created at
 // `at`. It returns the settings event.
 func (e *env) publish(id ident, lockKey string, at time.Time) *nostr.Event {
-	t := e.t
-	t.Helper()
-	ctx := context.Background()
-	relay := e.stack.RelayURL()
+	e.t.Helper()
 	if lockKey == "" {
 		lockKey = id.sk
 	}
-	ncs, err := nip49.Encrypt(lockKey, id.password, 16, nip49.ClientDoesNotTrackThisData)
-	must(t, err)
-	settings, err := events.NewSettingsEvent(ctx, id.keyer, "personal", events.Settings{
-		Relays:  events.RelaySettings{Read: []string{relay}, Write: []string{relay}},
-		Blossom: []events.Server{{URL: e.stack.BlossomURL(), Auth: "base64"}},
-		Login:   []events.LoginMethod{{Type: events.LoginPassword, Ncryptsec: ncs}},
-	}, nil, at)
-	must(t, err)
-	secrets, err := events.NewSecretsEvent(ctx, id.keyer, "personal", events.Secrets{
-		HomeKey: strings.Repeat("ab", 32),
-		Files:   []events.SecretFile{{Name: "github-token", Data: []byte("ghp_" + id.name)}},
-	}, nil, at)
-	must(t, err)
-	// No manifest: a new home, which nostrfs starts empty.
-	for _, ev := range []*nostr.Event{settings, secrets} {
-		if _, err := relayio.Publish(ctx, []string{relay}, ev, 5*time.Second); err != nil {
-			t.Fatalf("publishing kind %d: %v", ev.Kind, err)
-		}
-	}
-	return settings
+	return e2etest.PublishLogin(e.t, e.stack.RelayURL(), e.stack.BlossomURL(),
+		e2etest.Login{Keyer: id.keyer, LockKey: lockKey, Password: id.password, Name: id.name, At: at})
 }
 
 // ---- the bus ----------------------------------------------------------------------------

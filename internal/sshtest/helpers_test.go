@@ -1,37 +1,27 @@
 package sshtest
 
-// Copied from internal/pamtest/helpers_test.go (not importable: a _test.go file), trimmed to
-// what this test needs: requireRoot, repoRoot, the once-per-process build of nostr-homectl
-// and nostrfs, ident/newIdent/must, and publish (without the manifest). The environment
-// (daemon, PAM service file, sshd) is this package's own.
+// Small helpers like internal/pamtest's (requireRoot, repoRoot, ident/newIdent/must); the
+// binaries and the published login come from internal/e2etest, which both share. The
+// environment (daemon, PAM service file, sshd) is this package's own.
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/keyer"
 	"github.com/nbd-wtf/go-nostr/nip19"
-	"github.com/nbd-wtf/go-nostr/nip49"
 
 	"github.com/nostr-homed/nostr-homed/internal/devstack"
-	"github.com/nostr-homed/nostr-homed/internal/events"
+	"github.com/nostr-homed/nostr-homed/internal/e2etest"
 	"github.com/nostr-homed/nostr-homed/internal/modroot"
-	"github.com/nostr-homed/nostr-homed/internal/relayio"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	e2etest.RemoveBinaries()
 	os.Exit(code)
 }
 
@@ -63,42 +53,7 @@ func builtModule(t *testing.T, name string) string {
 	return p
 }
 
-// nostrfsPkg is the package built as the nostrfs that the daemon's builtin supervisor runs
-// (the one next to its own executable).
-const nostrfsPkg = "./cmd/nostrfs"
-
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
-
-// homectl builds, once per test process, this tree's nostr-homectl and, next to it, nostrfs
-// from nostrfsPkg, and returns nostr-homectl's path. Built afresh so the test never runs a
-// stale binary.
-func homectl(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "sshtest-bin-")
-		if binErr != nil {
-			return
-		}
-		root := repoRoot(t)
-		for name, pkg := range map[string]string{"nostr-homectl": "./cmd/nostr-homectl", "nostrfs": nostrfsPkg} {
-			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(binDir, name), pkg)
-			cmd.Dir = root
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				binErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return filepath.Join(binDir, "nostr-homectl")
-}
+func homectl(t *testing.T) string { return e2etest.Homectl(t) }
 
 // ident is a Nostr identity for a test user.
 type ident struct {
@@ -123,32 +78,9 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// publish signs and publishes id's settings (password login: an ncryptsec of id's key at
-// log N 16 with id's password; the stack's relay and Blossom server) and secrets. Unlike
-// pamtest it publishes no manifest: a user without one has a new, empty home, which is what
-// nostrfs must mount on a first login (pamtest's manifest names a root blob that does not
-// exist, which a real nostrfs must refuse).
+// publish publishes id's settings (password login) and secrets, no manifest: a new home.
 func publish(t *testing.T, stack *devstack.Stack, id ident) {
 	t.Helper()
-	ctx := context.Background()
-	relay := stack.RelayURL()
-	at := time.Now().Add(-time.Minute)
-	ncs, err := nip49.Encrypt(id.sk, id.password, 16, nip49.ClientDoesNotTrackThisData)
-	must(t, err)
-	settings, err := events.NewSettingsEvent(ctx, id.keyer, "personal", events.Settings{
-		Relays:  events.RelaySettings{Read: []string{relay}, Write: []string{relay}},
-		Blossom: []events.Server{{URL: stack.BlossomURL(), Auth: "base64"}},
-		Login:   []events.LoginMethod{{Type: events.LoginPassword, Ncryptsec: ncs}},
-	}, nil, at)
-	must(t, err)
-	secrets, err := events.NewSecretsEvent(ctx, id.keyer, "personal", events.Secrets{
-		HomeKey: strings.Repeat("ab", 32),
-		Files:   []events.SecretFile{{Name: "github-token", Data: []byte("ghp_" + id.name)}},
-	}, nil, at)
-	must(t, err)
-	for _, ev := range []*nostr.Event{settings, secrets} {
-		if _, err := relayio.Publish(ctx, []string{relay}, ev, 5*time.Second); err != nil {
-			t.Fatalf("publishing kind %d: %v", ev.Kind, err)
-		}
-	}
+	e2etest.PublishLogin(t, stack.RelayURL(), stack.BlossomURL(),
+		e2etest.Login{Keyer: id.keyer, LockKey: id.sk, Password: id.password, Name: id.name, At: time.Now().Add(-time.Minute)})
 }
