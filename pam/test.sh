@@ -7,7 +7,8 @@
 # - A private dbus-daemon (<type>system</type>, EXTERNAL auth, a socket in a temp dir) uses a
 #   copy of system.conf's default policy plus the project's own policy dbus/org.nostr.Homed1.conf,
 #   so the test also checks that policy lets root make the module's calls.
-# - The daemon does not exist yet: pam/fake_homed.py is a FAKE scripted stand-in for it.
+# - pam/fake_homed.py is a FAKE scripted stand-in for the daemon, so that every D-Bus error
+#   can be staged (the real daemon is tested with this module in internal/pamtest).
 # - syslog: each pamtester runs in a private mount namespace whose /dev/log is a socket of
 #   this test, so the module's own log lines (warnings, D-Bus error names) are checked too.
 # - QR codes: the module's half-block drawing is read back into a module matrix, compared with

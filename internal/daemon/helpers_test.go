@@ -50,7 +50,7 @@ var (
 
 // binaries builds, once per test process, this build's real nostrfs and the test-only
 // fake-nostrfs (testdata/fake-nostrfs: a stand-in that speaks the readiness protocol and
-// mounts nothing, because nostrfs has no file system yet).
+// mounts nothing, for the supervisor's own paths: counts, failures, stubborn children).
 func binaries(t *testing.T) (nostrfs, fake string) {
 	t.Helper()
 	requireRoot(t)

@@ -109,8 +109,8 @@ func fsType(dir string) string {
 }
 
 // TestSessionsWithFakeNostrfs runs the supervisor's happy path with fake-nostrfs, a
-// test-only stand-in for the nostrfs that does not exist yet (it sends READY=1 and waits for
-// SIGTERM, mounting nothing): two users, secrets with the right modes and owners, counts,
+// test-only stand-in for nostrfs (it sends READY=1 and waits for SIGTERM, mounting nothing,
+// so the supervisor's own behaviour is tested apart from the file system): two users, secrets with the right modes and owners, counts,
 // and everything gone after the last close.
 func TestSessionsWithFakeNostrfs(t *testing.T) {
 	_, fake := binaries(t)

@@ -98,9 +98,8 @@
 // build/libnss_nostr.so.2 is missing: run `make build` (`make test` builds first). Also
 // dbus-daemon, mount, findmnt, ldd, and a kernel with overlayfs.
 //
-// Until nostrfs has a file system, ./cmd/nostrfs exits 3: the daemon's OpenSession fails,
-// pam_nostr's session returns PAM_SESSION_ERR, and OpenSSH 9.2 does not refuse the
-// authentication but runs no command: the session's child exits with status 254 ("PAM
-// session not opened"). The test then fails at the first login, naming the daemon's last
-// session error.
+// If nostrfs cannot mount, the daemon's OpenSession fails, pam_nostr's session returns
+// PAM_SESSION_ERR, and OpenSSH 9.2 does not refuse the authentication but runs no command:
+// the session's child exits with status 254 ("PAM session not opened"). The test then fails
+// at that login, naming the daemon's last session error.
 package sshtest

@@ -1,7 +1,7 @@
-// Command fake-nostrfs is a TEST-ONLY stand-in for nostrfs, whose file system does not exist
-// in this build yet (the real nostrfs refuses to run). It lets the daemon's tests exercise the
-// builtin supervisor's happy path: it takes nostrfs's flags, speaks the readiness protocol
-// (sd_notify datagrams on $NOTIFY_SOCKET) and waits for SIGTERM. It mounts NOTHING.
+// Command fake-nostrfs is a TEST-ONLY stand-in for nostrfs. It lets the daemon's tests
+// exercise the builtin supervisor apart from the file system (the real nostrfs is tested
+// through the daemon in session_test.go): it takes nostrfs's flags, speaks the readiness
+// protocol (sd_notify datagrams on $NOTIFY_SOCKET) and waits for SIGTERM. It mounts NOTHING.
 //
 // It checks that it was started as the supervisor promises (--user, --mount of an existing
 // directory, --config, $NOTIFY_SOCKET), sends
