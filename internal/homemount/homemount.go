@@ -37,14 +37,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nostr-homed/nostr-homed/internal/blossom"
-	"github.com/nostr-homed/nostr-homed/internal/cas"
 	"github.com/nostr-homed/nostr-homed/internal/config"
 	"github.com/nostr-homed/nostr-homed/internal/eventcache"
 	"github.com/nostr-homed/nostr-homed/internal/events"
 	"github.com/nostr-homed/nostr-homed/internal/homed"
 	"github.com/nostr-homed/nostr-homed/internal/homefs"
 	"github.com/nostr-homed/nostr-homed/internal/tree"
-	"github.com/nostr-homed/nostr-homed/internal/uploadq"
 	"github.com/nostr-homed/nostr-homed/internal/userdb"
 )
 
@@ -186,43 +184,23 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	dir := filepath.Join(cfg.Cache.Dir, strconv.FormatUint(uint64(u.UID), 10))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return err
-	}
 	// A previous nostrfs of this user may still be draining (its session ended, or its
 	// daemon died and a new one started this session): its cache is locked until it exits,
 	// which its drain bound guarantees. Wait for it within the mount bound.
-	var store *cas.Store
-	waitUntil := time.Now().Add(cfg.Session.MountTimeout.Duration)
-	for waited := false; ; waited = true {
-		store, err = cas.Open(filepath.Join(dir, "cas"), cas.Options{Quota: int64(cfg.Cache.Quota), Logf: logf})
-		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(waitUntil) {
-			break
-		}
-		if !waited {
+	cache, err := OpenCache(dir, bc, CacheOptions{Quota: int64(cfg.Cache.Quota), Logf: logf,
+		WaitLock: cfg.Session.MountTimeout.Duration,
+		Waiting: func() {
 			logf("nostrfs: the cache of %s is held by another nostrfs (still draining?); waiting", o.User)
 			notify("STATUS=waiting for the previous nostrfs of " + o.User + " to let go of the cache")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		}})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	q, err := uploadq.Open(filepath.Join(dir, "queue"), store, bc, uploadq.Options{Logf: logf})
-	if err != nil {
-		return err
-	}
-	qctx, qcancel := context.WithCancel(context.Background())
-	q.Start(qctx)
-	defer func() { qcancel(); q.Close() }()
+	defer cache.Close()
 
 	host, _ := os.Hostname()
 	fsys, err := homefs.New(ctx, homefs.Options{
-		Keys: keys, Store: bc, Cache: store, Queue: q, StateDir: filepath.Join(dir, "state"),
+		Keys: keys, Store: bc, Cache: cache.Store, Queue: cache.Queue, StateDir: cache.StateDir,
 		Signer: signer, Author: u.Pubkey, Namespace: ns, Machine: host,
 		Remote: &homefs.RelayRemote{Read: read, Write: write, Author: u.Pubkey, Namespace: ns},
 		Base:   base,

@@ -28,7 +28,6 @@ import (
 	"log"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -38,12 +37,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nostr-homed/nostr-homed/internal/blossom"
-	"github.com/nostr-homed/nostr-homed/internal/cas"
 	"github.com/nostr-homed/nostr-homed/internal/events"
 	"github.com/nostr-homed/nostr-homed/internal/homefs"
+	"github.com/nostr-homed/nostr-homed/internal/homemount"
 	"github.com/nostr-homed/nostr-homed/internal/relayio"
 	"github.com/nostr-homed/nostr-homed/internal/tree"
-	"github.com/nostr-homed/nostr-homed/internal/uploadq"
 )
 
 func main() {
@@ -101,24 +99,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*dir, 0o700); err != nil {
-		return err
-	}
-	store, err := cas.Open(filepath.Join(*dir, "cas"), cas.Options{Quota: 10 << 30, Logf: logf})
+	cache, err := homemount.OpenCache(*dir, bc, homemount.CacheOptions{Quota: 10 << 30, Logf: logf})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	q, err := uploadq.Open(filepath.Join(*dir, "queue"), store, bc, uploadq.Options{Logf: logf})
-	if err != nil {
-		return err
-	}
-	qctx, qcancel := context.WithCancel(context.Background())
-	q.Start(qctx)
-	defer func() { qcancel(); q.Close() }()
+	defer cache.Close()
 
 	fsys, err := homefs.New(ctx, homefs.Options{
-		Keys: keys, Store: bc, Cache: store, Queue: q, StateDir: filepath.Join(*dir, "state"),
+		Keys: keys, Store: bc, Cache: cache.Store, Queue: cache.Queue, StateDir: cache.StateDir,
 		Signer: signer, Author: pk, Namespace: ns, Machine: "bench",
 		Remote: &homefs.RelayRemote{Read: []string{*relay}, Write: []string{*relay}, Author: pk, Namespace: ns},
 		Base:   base,
