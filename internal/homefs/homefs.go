@@ -226,7 +226,7 @@ func (f *FS) pending() (*pendingRoot, error) {
 
 // localChanges says whether the local tree has anything a published manifest lacks.
 func (f *FS) localChanges() (bool, error) {
-	r, err := f.st.get(rootIno)
+	r, err := f.st.attr(rootIno)
 	if err != nil {
 		return false, err
 	}
@@ -237,7 +237,7 @@ func (f *FS) localChanges() (bool, error) {
 // start reconciles state.db with opts.Base, then seals what a crash left unsealed.
 func (f *FS) start(ctx context.Context) error {
 	f.mu.Lock()
-	_, err := f.st.get(rootIno)
+	_, err := f.st.attr(rootIno)
 	empty := errors.Is(err, unix.ENOENT)
 	if err != nil && !empty {
 		f.mu.Unlock()

@@ -351,7 +351,7 @@ func (n *node) addChild(ctx context.Context, r *row, onDisk func(ino int64) erro
 	})
 	var out *row
 	if err == nil {
-		out, err = f.st.get(ino)
+		out, err = f.st.attr(ino)
 	}
 	f.mu.Unlock()
 	if err != nil {

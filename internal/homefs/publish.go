@@ -260,7 +260,7 @@ func (f *FS) build() (*pendingRoot, *nostr.Event, uint64, string, error) {
 	if err != nil {
 		return nil, nil, 0, "", err
 	}
-	root, err := f.st.get(rootIno)
+	root, err := f.st.attr(rootIno)
 	if err != nil {
 		return nil, nil, 0, "", err
 	}
